@@ -1,0 +1,194 @@
+/* preload.c: the tracer's life cycle inside the profiled process: the global
+ * state, start-up (configuration from the environment set by
+ * `memtrace run`), fork handling and the flush at exit. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "tracer.h"
+
+struct mt_tracer mt__g = {
+    .registry_lock = PTHREAD_MUTEX_INITIALIZER,
+    .defs_lock = PTHREAD_MUTEX_INITIALIZER,
+    .queue_lock = PTHREAD_MUTEX_INITIALIZER,
+    .round_lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake_lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .fd = -1,
+    .statm_fd = -1,
+};
+
+__thread int mt__busy __attribute__((tls_model("initial-exec")));
+
+uint64_t mt__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void mt__say(const char *fmt, ...)
+{
+    if (mt__g.quiet)
+        return;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n > 0) {
+        ssize_t w = write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        (void)w;
+    }
+}
+
+/* Environment set by `memtrace run` (cli/run.c). The program must see its
+ * environment as it would without memtrace, so these are removed from it
+ * at start-up, and LD_PRELOAD is put back as it was (MEMTRACE_LD_PRELOAD,
+ * unset when the user had none). With --follow-fork they stay, so that
+ * exec'd children are traced too. */
+#define ENV_OUTPUT "MEMTRACE_OUTPUT"
+#define ENV_FOLLOW "MEMTRACE_FOLLOW_FORK"
+#define ENV_RSS "MEMTRACE_RSS_INTERVAL"
+#define ENV_QUIET "MEMTRACE_QUIET"
+#define ENV_FORCE "MEMTRACE_FORCE"
+#define ENV_ROOT "MEMTRACE_ROOT_PID"
+#define ENV_PRELOAD "MEMTRACE_LD_PRELOAD"
+
+static void scrub_environment(void)
+{
+    const char *orig = getenv(ENV_PRELOAD);
+    if (orig && orig[0])
+        setenv("LD_PRELOAD", orig, 1);
+    else
+        unsetenv("LD_PRELOAD");
+    const char *vars[] = {ENV_OUTPUT, ENV_FOLLOW, ENV_RSS, ENV_QUIET,
+                          ENV_FORCE, ENV_ROOT, ENV_PRELOAD};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        unsetenv(vars[i]);
+}
+
+static void start_tracing(int create_excl)
+{
+    mt__g.pid = getpid();
+    mt__g.start_ns = mt__now_ns();
+    mt__modules_scan();
+    int rc = mt__writer_start(mt__g.path, create_excl);
+    if (rc != 0) {
+        mt__say("memtrace: cannot write capture %s: %s; the program runs "
+                "untraced\n", mt__g.path, strerror(-rc));
+        return;
+    }
+    atomic_store(&mt__g.active, 1);
+}
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&mt__g.round_lock);
+    pthread_mutex_lock(&mt__g.registry_lock);
+    pthread_mutex_lock(&mt__g.defs_lock);
+    pthread_mutex_lock(&mt__g.queue_lock);
+}
+
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&mt__g.queue_lock);
+    pthread_mutex_unlock(&mt__g.defs_lock);
+    pthread_mutex_unlock(&mt__g.registry_lock);
+    pthread_mutex_unlock(&mt__g.round_lock);
+}
+
+/* In the child only this thread exists. The parent's threads, buffers and
+ * writer are not ours: drop them (their memory is left alone). Without
+ * --follow-fork the child simply stops tracing; with it, the child starts
+ * its own capture FILE.<pid> with the definitions written again. */
+static void fork_child(void)
+{
+    int was_active = atomic_load(&mt__g.active);
+    atomic_store(&mt__g.active, 0);
+    mt__g.threads = NULL;
+    mt__g.queue_head = mt__g.queue_tail = NULL;
+    mt__g.queue_bytes = 0;
+    mt__g.writer_running = 0;
+    if (mt__g.fd >= 0)
+        close(mt__g.fd);
+    mt__g.fd = -1;
+    mt__g.finished = 1;
+    mt__self = NULL;
+    mt__g.defs_len = 0;
+    fork_parent(); /* unlock: this thread holds them all */
+    if (!was_active || !mt__g.follow_fork)
+        return;
+
+    int was_busy = mt__busy;
+    mt__busy = 1;
+    char *dot = strrchr(mt__g.path, '.');
+    size_t base = strlen(mt__g.path);
+    /* FILE.<pid> next to the root capture: strip a previous ".<pid>". */
+    if (mt__g.pid != mt__g.root_pid && dot)
+        base = (size_t)(dot - mt__g.path);
+    snprintf(mt__g.path + base, sizeof mt__g.path - base, ".%d", (int)getpid());
+    pthread_mutex_lock(&mt__g.defs_lock);
+    mt__modules_reemit_unlocked();
+    mt__stack_reemit_unlocked();
+    pthread_mutex_unlock(&mt__g.defs_lock);
+    mt__g.pid = getpid();
+    mt__g.start_ns = mt__now_ns();
+    int rc = mt__writer_start(mt__g.path, !mt__g.force);
+    if (rc == 0)
+        atomic_store(&mt__g.active, 1);
+    else
+        mt__say("memtrace: cannot write capture %s: %s; child %d runs "
+                "untraced\n", mt__g.path, strerror(-rc), (int)getpid());
+    mt__busy = was_busy;
+}
+
+__attribute__((constructor)) static void mt_tracer_init(void)
+{
+    mt__busy = 1;
+    mt__bootstrap();
+    const char *out = getenv(ENV_OUTPUT);
+    if (!out || !out[0]) {
+        mt__busy = 0;
+        return; /* loaded without `memtrace run`: stay out of the way */
+    }
+    mt__g.follow_fork = getenv(ENV_FOLLOW) && atoi(getenv(ENV_FOLLOW));
+    mt__g.quiet = getenv(ENV_QUIET) && atoi(getenv(ENV_QUIET));
+    mt__g.force = getenv(ENV_FORCE) && atoi(getenv(ENV_FORCE));
+    const char *rss = getenv(ENV_RSS);
+    mt__g.rss_interval_ms = rss ? (unsigned)atoi(rss) : 10;
+    if (mt__g.rss_interval_ms == 0)
+        mt__g.rss_interval_ms = 10;
+    const char *root = getenv(ENV_ROOT);
+    mt__g.root_pid = root ? (pid_t)atoi(root) : getpid();
+
+    /* The root process writes FILE (created empty by `memtrace run`); an
+     * exec'd descendant (only with --follow-fork) writes FILE.<pid>. */
+    int create_excl = 0;
+    if (getpid() == mt__g.root_pid) {
+        snprintf(mt__g.path, sizeof mt__g.path, "%s", out);
+    } else {
+        snprintf(mt__g.path, sizeof mt__g.path, "%s.%d", out, (int)getpid());
+        create_excl = !mt__g.force;
+    }
+    if (!mt__g.follow_fork)
+        scrub_environment();
+    pthread_key_create(&mt__g.thread_key, mt__thread_exit);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    start_tracing(create_excl);
+    mt__busy = 0;
+}
+
+__attribute__((destructor)) static void mt_tracer_fini(void)
+{
+    if (mt__g.pid != getpid() || mt__g.fd < 0)
+        return;
+    mt__busy = 1;
+    mt__writer_finish();
+    /* Anything after this point (later destructors) is not traced. */
+}

@@ -1,0 +1,227 @@
+/* tracer.h: private to the preload library. The tracer's global state lives
+ * in one struct (mt__g, defined in preload.c); this header says which lock
+ * protects each field and declares the pieces the other tracer files share.
+ *
+ * Everything here runs inside someone else's process, on their hot path.
+ * Rules: no allocation through a hooked path (only mt__real.* or mmap), one
+ * thread-local reentrancy guard checked first in every hook, and a failure
+ * turns tracing off rather than changing what the program sees. */
+#ifndef MT_TRACER_H
+#define MT_TRACER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/format.h"
+
+#define MT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define MT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MT_HIDDEN __attribute__((visibility("hidden")))
+
+/* The allocator functions the hooks forward to, resolved with
+ * dlsym(RTLD_NEXT) (bootstrap.c). Written once during start-up. */
+struct mt_real_fns {
+    void *(*malloc)(size_t);
+    void (*free)(void *);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void *(*reallocarray)(void *, size_t, size_t);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*valloc)(size_t);
+    void *(*pvalloc)(size_t);
+    void *(*mmap)(void *, size_t, int, int, int, off_t);
+    void *(*mmap64)(void *, size_t, int, int, int, off_t);
+    int (*munmap)(void *, size_t);
+    void *(*mremap)(void *, size_t, size_t, int, ...);
+    void *(*dlopen)(const char *, int);
+    int (*dlclose)(void *);
+    void (*exit_)(int) __attribute__((noreturn));
+    void (*Exit_)(int) __attribute__((noreturn));
+};
+extern struct mt_real_fns mt__real;
+
+/* Resolves mt__real. Safe to call from any hook, any number of times; while
+ * it runs, calloc/malloc are served from a static pool (dlsym allocates). */
+void mt__bootstrap(void);
+/* 1 if p was handed out by the bootstrap pool (and must not reach free). */
+int mt__bootstrap_owns(const void *p);
+/* The size of a bootstrap pool allocation. */
+size_t mt__bootstrap_size(const void *p);
+void *mt__bootstrap_alloc(size_t size);
+
+/* ---- Per-thread state (buffers.c) --------------------------------------- */
+
+#define MT_MAX_DEPTH 128
+#define MT_BUFFER_SIZE (64u << 10)
+
+/* A filled or detached event buffer on its way to the writer. The events
+ * follow this header in the same allocation. */
+typedef struct mt_buffer_s {
+    struct mt_buffer_s *next;
+    uint32_t thread; /* thread index of the events */
+    uint32_t len;    /* bytes of events after the header */
+} mt_buffer_t;
+#define MT_BUFFER_DATA(b) ((uint8_t *)((b) + 1))
+#define MT_BUFFER_ROOM (MT_BUFFER_SIZE - sizeof(mt_buffer_t))
+
+typedef struct mt_thread_s {
+    /* Held by the owning thread while it encodes one event, and by the
+     * writer while it detaches the buffer. Never held across a call out. */
+    atomic_int lock;
+    uint32_t index;            /* stable for the thread's life */
+    pid_t tid;
+    int exited;                /* set by the pthread key destructor (lock) */
+    mt_buffer_t *buf;          /* current buffer (lock) */
+    uint8_t *pos, *end;        /* write position in buf (lock) */
+    mt_event_state_t st;       /* delta state of the current section (lock) */
+    mt_buffer_t *full;         /* a full buffer to queue after unlock (lock) */
+    struct mt_thread_s *next;  /* registry list (mt__g.registry_lock) */
+
+    /* Owner-only: the previous stack, outermost first, and its trie nodes,
+     * so a repeated call path costs a memcmp, not a table walk. */
+    uint32_t prev_depth;
+    uintptr_t prev_ips[MT_MAX_DEPTH];
+    uint32_t prev_nodes[MT_MAX_DEPTH];
+} mt_thread_t;
+
+/* The calling thread's state, registering it first if needed. NULL when
+ * tracing is off or no memory could be had. Call with the guard held. */
+mt_thread_t *mt__thread_get(void);
+/* pthread key destructor: marks the thread exited for the writer. */
+void mt__thread_exit(void *arg);
+/* Records one event. seq is taken here, under the thread's lock. */
+void mt__record(mt_thread_t *t, unsigned type, uintptr_t addr, uint64_t size,
+                uint32_t stack, uintptr_t old, uint64_t old_size);
+/* The two halves of mt__record, for calls whose event must be numbered
+ * before the real call and written after it (realloc, mremap: the old
+ * block is released inside the call). lock returns the event's seq, or 0
+ * when the event cannot be recorded (then do not call unlock). Between the
+ * two, the thread holds its spinlock: call nothing that could wait on the
+ * writer. type 0 in unlock writes nothing (the call failed). */
+uint64_t mt__record_lock(mt_thread_t *t);
+void mt__record_unlock(mt_thread_t *t, uint64_t seq, unsigned type,
+                       uintptr_t addr, uint64_t size, uint32_t stack,
+                       uintptr_t old, uint64_t old_size);
+/* A fresh buffer from the pool (mt__real.malloc), or NULL. */
+mt_buffer_t *mt__buffer_new(void);
+void mt__buffer_release(mt_buffer_t *b);
+
+/* ---- Stacks (stacks.c) -------------------------------------------------- */
+
+/* Unwinds the calling thread's stack, drops memtrace's own frames, and
+ * returns the trie node of the innermost frame (0 when there is none). */
+uint32_t mt__stack_capture(mt_thread_t *t);
+/* Writes a NODE record for every node known (follow-fork children, which
+ * start a new file). Caller holds defs_lock. */
+void mt__stack_reemit_unlocked(void);
+/* Forgets every thread's cached previous stack (after fork). */
+void mt__stack_reset_thread(mt_thread_t *t);
+
+/* ---- Modules (modules.c) ------------------------------------------------ */
+
+/* Re-reads the loaded modules and emits load/unload records for changes.
+ * Must be called WITHOUT defs_lock (it takes the loader's lock first). */
+void mt__modules_scan(void);
+/* 1 if ip lies in a module already recorded. Caller holds defs_lock. */
+int mt__modules_contains_unlocked(uintptr_t ip);
+/* Re-emits every known module (follow-fork children). Holds defs_lock. */
+void mt__modules_reemit_unlocked(void);
+/* The address range of the preload library itself. */
+void mt__self_range(uintptr_t *lo, uintptr_t *hi);
+
+/* ---- Definition records (writer.c) -------------------------------------- */
+
+/* Reserves len bytes for one definition record of type in the defs buffer
+ * and returns where to write its payload, or NULL when out of memory.
+ * Caller holds defs_lock. */
+uint8_t *mt__def_begin_unlocked(unsigned type, size_t len);
+/* Encodes a definition whose payload is already built in tmp. */
+void mt__def_put_unlocked(unsigned type, const uint8_t *payload, size_t len);
+
+/* ---- Writer (writer.c) -------------------------------------------------- */
+
+/* Opens the capture, writes the header, starts the writer thread.
+ * Returns 0 or a negative errno. */
+int mt__writer_start(const char *path, int create_excl);
+/* Final round, trailer, close. Idempotent; safe at exit and in _exit. */
+void mt__writer_finish(void);
+/* Wakes the writer early (a thread queued a full buffer). */
+void mt__writer_kick(void);
+/* Queues a full buffer for the writer (takes queue_lock). */
+void mt__queue_push(mt_buffer_t *b);
+
+/* ---- Global state ------------------------------------------------------- */
+
+struct mt_tracer {
+    /* 1 while hooks record. Read without a lock on every hook (relaxed);
+     * set by start-up, cleared by finish, fork-without-follow, write errors. */
+    atomic_int active;
+    /* The global event order: every event takes the next value. */
+    _Atomic uint64_t seq;
+
+    /* Configuration, written once in the constructor (or a fork child). */
+    char path[4096];
+    int follow_fork;
+    int quiet;
+    int force;
+    unsigned rss_interval_ms;
+    pid_t pid;
+    pid_t root_pid;
+    uint64_t start_ns;           /* CLOCK_MONOTONIC at start */
+
+    /* Thread registry: list of mt_thread_t, next index. */
+    pthread_mutex_t registry_lock;
+    mt_thread_t *threads;        /* registry_lock */
+    uint32_t next_thread_index;  /* registry_lock */
+    pthread_key_t thread_key;    /* written once */
+
+    /* Definition stream: the defs buffer, the stack trie, the modules. */
+    pthread_mutex_t defs_lock;
+    uint8_t *defs;               /* defs_lock: growable, mt__real.malloc */
+    size_t defs_len, defs_cap;   /* defs_lock */
+    uint64_t last_node_ip;       /* defs_lock: NODE delta base */
+    int defs_failed;             /* defs_lock: out of memory, stop */
+
+    /* Full buffers waiting for the writer, and free buffers. */
+    pthread_mutex_t queue_lock;
+    mt_buffer_t *queue_head, *queue_tail; /* queue_lock */
+    size_t queue_bytes;          /* queue_lock */
+    mt_buffer_t *free_buffers;   /* queue_lock */
+    size_t free_count;           /* queue_lock */
+
+    /* Writer thread. round_lock is held for a whole round (and by fork's
+     * prepare handler, so a child never sees half a round). */
+    pthread_mutex_t round_lock;
+    pthread_mutex_t wake_lock;
+    pthread_cond_t wake;
+    int wake_pending;            /* wake_lock */
+    int stopping;                /* wake_lock */
+    int writer_running;          /* round_lock */
+    pthread_t writer;
+    int fd;                      /* round_lock; -1 when closed */
+    int statm_fd;                /* round_lock */
+    void *cctx;                  /* round_lock: LZ4F_cctx */
+    uint8_t *raw, *out;          /* round_lock: block scratch buffers */
+    size_t raw_cap, out_cap;     /* round_lock */
+    uint64_t events_written;     /* round_lock (approximate count) */
+    int write_error;             /* round_lock: errno of a failed write */
+    int finished;                /* round_lock */
+};
+extern struct mt_tracer mt__g;
+
+/* The reentrancy guard: set while a hook (or the tracer's own machinery)
+ * runs on this thread, so nested allocations go straight through. */
+extern __thread int mt__busy __attribute__((tls_model("initial-exec")));
+/* The calling thread's state (or NULL). */
+extern __thread mt_thread_t *mt__self __attribute__((tls_model("initial-exec")));
+
+uint64_t mt__now_ns(void);
+/* Writes a message to stderr with write(2) (no stdio, no allocation). */
+void mt__say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

@@ -1,0 +1,420 @@
+/* writer.c: the writer thread and the capture file. Every tick (the RSS
+ * interval) it samples RSS; every round (at most MT_ROUND_MS apart, sooner
+ * when buffers queue up) it collects every thread's events, the queued full
+ * buffers and the new definitions, compresses them into one or more blocks
+ * and writes them. So a SIGKILL loses at most one round of events. */
+#include <errno.h>
+#include <fcntl.h>
+#include <lz4frame.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/capture_write.h"
+#include "memtrace/memtrace.h"
+#include "tracer.h"
+
+#define MT_ROUND_MS 100
+#define MT_BLOCK_TARGET (4u << 20) /* raw bytes per block before compressing */
+
+/* ---- Definition buffer (defs_lock) -------------------------------------- */
+
+static int defs_reserve_unlocked(size_t more)
+{
+    if (mt__g.defs_failed)
+        return -1;
+    if (mt__g.defs_len + more <= mt__g.defs_cap)
+        return 0;
+    size_t cap = mt__g.defs_cap ? mt__g.defs_cap * 2 : 64 << 10;
+    while (cap < mt__g.defs_len + more)
+        cap *= 2;
+    uint8_t *d = mt__real.realloc(mt__g.defs, cap);
+    if (!d) {
+        mt__g.defs_failed = 1;
+        atomic_store(&mt__g.active, 0);
+        return -1;
+    }
+    mt__g.defs = d;
+    mt__g.defs_cap = cap;
+    return 0;
+}
+
+void mt__def_put_unlocked(unsigned type, const uint8_t *payload, size_t len)
+{
+    if (defs_reserve_unlocked(1 + MT_VARINT_MAX + len) != 0)
+        return;
+    uint8_t *p = mt__put_def_header(mt__g.defs + mt__g.defs_len, type, len);
+    memcpy(p, payload, len);
+    mt__g.defs_len = (size_t)(p + len - mt__g.defs);
+}
+
+/* ---- File output (round_lock) ------------------------------------------- */
+
+static void write_failed(int err)
+{
+    if (mt__g.write_error)
+        return;
+    mt__g.write_error = err;
+    atomic_store(&mt__g.active, 0);
+    mt__say("memtrace: capture incomplete: writing %s failed: %s; tracing "
+            "stopped, the program goes on\n",
+            mt__g.path, strerror(err));
+}
+
+static void write_all(const uint8_t *data, size_t len)
+{
+    while (len && !mt__g.write_error && mt__g.fd >= 0) {
+        ssize_t n = write(mt__g.fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            write_failed(n < 0 ? errno : ENOSPC);
+            return;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+}
+
+static int raw_reserve(size_t len)
+{
+    if (len <= mt__g.raw_cap)
+        return 0;
+    size_t cap = mt__g.raw_cap ? mt__g.raw_cap : MT_BLOCK_TARGET + (256u << 10);
+    while (cap < len)
+        cap *= 2;
+    uint8_t *r = mt__real.realloc(mt__g.raw, cap);
+    if (!r)
+        return -1;
+    mt__g.raw = r;
+    mt__g.raw_cap = cap;
+    return 0;
+}
+
+static size_t raw_len; /* round_lock: bytes in mt__g.raw */
+
+static void flush_block(void)
+{
+    if (!raw_len)
+        return;
+    size_t bound = mt__block_bound(raw_len);
+    if (bound > mt__g.out_cap) {
+        uint8_t *o = mt__real.realloc(mt__g.out, bound);
+        if (!o) {
+            write_failed(ENOMEM);
+            raw_len = 0;
+            return;
+        }
+        mt__g.out = o;
+        mt__g.out_cap = bound;
+    }
+    long n = mt__block_compress(mt__g.raw, raw_len, mt__g.out, mt__g.out_cap,
+                                mt__g.cctx);
+    if (n < 0)
+        write_failed(EIO);
+    else
+        write_all(mt__g.out, (size_t)n);
+    raw_len = 0;
+}
+
+/* Appends one section; starts a new block when this one is big enough. */
+static void add_section(unsigned type, uint64_t thread, const uint8_t *data,
+                        size_t len)
+{
+    uint8_t idx[MT_VARINT_MAX];
+    size_t idx_len = type == MT_SEC_EVENTS
+                         ? (size_t)(mt__put_varint(idx, thread) - idx) : 0;
+    size_t need = 1 + MT_VARINT_MAX + idx_len + len;
+    if (raw_len && raw_len + need > MT_BLOCK_TARGET)
+        flush_block();
+    if (raw_reserve(raw_len + need) != 0) {
+        write_failed(ENOMEM);
+        return;
+    }
+    uint8_t *p = mt__put_section_header(mt__g.raw + raw_len, type, idx_len + len);
+    memcpy(p, idx, idx_len);
+    memcpy(p + idx_len, data, len);
+    raw_len = (size_t)(p + idx_len + len - mt__g.raw);
+}
+
+/* ---- Rounds -------------------------------------------------------------- */
+
+static inline int spin_trylock_for(atomic_int *l, int patient)
+{
+    for (int spins = 0;; spins++) {
+        if (!atomic_exchange_explicit(l, 1, memory_order_acquire))
+            return 1;
+        if (!patient && spins > 20000)
+            return 0; /* at exit: a thread stuck mid-event is skipped */
+        sched_yield();
+    }
+}
+
+/* One round (caller holds round_lock). final: the program is ending. */
+static void do_round(int final)
+{
+    /* W first: every event numbered below W is complete by the time we
+     * hold its thread's lock (it was encoded under that lock). */
+    uint64_t w = atomic_load_explicit(&mt__g.seq, memory_order_seq_cst) + 1;
+    /* 1. Each thread's events so far, copied out under its lock. The
+     *    definitions are taken after them (step 3) but written first. */
+    mt_buffer_t *events = NULL, **tail = &events;
+
+    pthread_mutex_lock(&mt__g.registry_lock);
+    for (mt_thread_t **pp = &mt__g.threads; *pp;) {
+        mt_thread_t *t = *pp;
+        if (!spin_trylock_for(&t->lock, !final)) {
+            pp = &t->next;
+            continue;
+        }
+        size_t len = t->buf ? (size_t)(t->pos - MT_BUFFER_DATA(t->buf)) : 0;
+        if (len) {
+            mt_buffer_t *b = mt__buffer_new();
+            if (b) {
+                memcpy(MT_BUFFER_DATA(b), MT_BUFFER_DATA(t->buf), len);
+                b->len = (uint32_t)len;
+                b->thread = t->index;
+                *tail = b;
+                tail = &b->next;
+            } else {
+                write_failed(ENOMEM); /* those events are lost */
+            }
+            t->pos = MT_BUFFER_DATA(t->buf);
+            memset(&t->st, 0, sizeof t->st);
+        }
+        int gone = t->exited;
+        atomic_store_explicit(&t->lock, 0, memory_order_release);
+        if (gone) {
+            *pp = t->next;
+            if (t->buf)
+                mt__buffer_release(t->buf);
+            mt__real.free(t);
+        } else {
+            pp = &t->next;
+        }
+    }
+    pthread_mutex_unlock(&mt__g.registry_lock);
+
+    /* 2. Full buffers queued by threads since the last round. */
+    pthread_mutex_lock(&mt__g.queue_lock);
+    mt_buffer_t *queued = mt__g.queue_head;
+    mt__g.queue_head = mt__g.queue_tail = NULL;
+    mt__g.queue_bytes = 0;
+    pthread_mutex_unlock(&mt__g.queue_lock);
+
+    /* 3. Definitions, after the events that may use them were taken. */
+    pthread_mutex_lock(&mt__g.defs_lock);
+    uint8_t *defs = mt__g.defs;
+    size_t defs_len = mt__g.defs_len;
+    mt__g.defs = NULL;
+    mt__g.defs_len = mt__g.defs_cap = 0;
+    pthread_mutex_unlock(&mt__g.defs_lock);
+
+    if (defs_len)
+        add_section(MT_SEC_DEFS, 0, defs, defs_len);
+    if (defs)
+        mt__real.free(defs);
+    for (mt_buffer_t *lists[2] = {queued, events}, **l = lists; l < lists + 2; l++) {
+        for (mt_buffer_t *b = *l, *next; b; b = next) {
+            next = b->next;
+            add_section(MT_SEC_EVENTS, b->thread, MT_BUFFER_DATA(b), b->len);
+            mt__buffer_release(b);
+        }
+    }
+    uint8_t sync[MT_VARINT_MAX];
+    add_section(MT_SEC_SYNC, 0, sync, (size_t)(mt__put_varint(sync, w) - sync));
+    flush_block();
+}
+
+static void sample_rss(void)
+{
+    char buf[128];
+    uint64_t rss = 0;
+    if (mt__g.statm_fd >= 0) {
+        ssize_t n = pread(mt__g.statm_fd, buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            buf[n] = 0;
+            const char *p = strchr(buf, ' ');
+            if (p)
+                rss = strtoull(p + 1, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE);
+        }
+    }
+    uint8_t rec[3 * MT_VARINT_MAX], *p = rec;
+    p = mt__put_varint(p, atomic_load_explicit(&mt__g.seq, memory_order_seq_cst) + 1);
+    p = mt__put_varint(p, mt__now_ns() - mt__g.start_ns);
+    p = mt__put_varint(p, rss);
+    pthread_mutex_lock(&mt__g.defs_lock);
+    mt__def_put_unlocked(MT_DEF_TICK, rec, (size_t)(p - rec));
+    pthread_mutex_unlock(&mt__g.defs_lock);
+}
+
+static void *writer_main(void *arg)
+{
+    (void)arg;
+    mt__busy = 1; /* nothing this thread does is traced */
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, NULL); /* EFBIG instead of SIGXFSZ too */
+
+    uint64_t last_round = mt__now_ns();
+    unsigned tick_ms = mt__g.rss_interval_ms ? mt__g.rss_interval_ms : 10;
+    for (;;) {
+        pthread_mutex_lock(&mt__g.wake_lock);
+        if (!mt__g.wake_pending && !mt__g.stopping) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += (long)tick_ms * 1000000L;
+            until.tv_sec += until.tv_nsec / 1000000000L;
+            until.tv_nsec %= 1000000000L;
+            pthread_cond_timedwait(&mt__g.wake, &mt__g.wake_lock, &until);
+        }
+        int stopping = mt__g.stopping, kicked = mt__g.wake_pending;
+        mt__g.wake_pending = 0;
+        pthread_mutex_unlock(&mt__g.wake_lock);
+        if (stopping)
+            break;
+
+        sample_rss();
+        uint64_t now = mt__now_ns();
+        if (kicked || now - last_round >= MT_ROUND_MS * 1000000ull) {
+            pthread_mutex_lock(&mt__g.round_lock);
+            if (!mt__g.finished)
+                do_round(0);
+            pthread_mutex_unlock(&mt__g.round_lock);
+            last_round = now;
+        }
+    }
+    return NULL;
+}
+
+void mt__writer_kick(void)
+{
+    pthread_mutex_lock(&mt__g.wake_lock);
+    mt__g.wake_pending = 1;
+    pthread_cond_signal(&mt__g.wake);
+    pthread_mutex_unlock(&mt__g.wake_lock);
+}
+
+/* ---- Start and finish ---------------------------------------------------- */
+
+static size_t read_file(const char *path, char *buf, size_t cap)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    size_t len = 0;
+    ssize_t n;
+    while (len < cap && (n = read(fd, buf + len, cap - len)) > 0)
+        len += (size_t)n;
+    close(fd);
+    return len;
+}
+
+static size_t build_header(uint8_t *p0)
+{
+    static char args[32 << 10];
+    char exe[4096];
+    uint8_t *p = p0;
+    struct timespec rt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    p = mt__hdr_put_varint(p, MT_HDR_PID, (uint64_t)getpid());
+    p = mt__hdr_put_varint(p, MT_HDR_PPID, (uint64_t)getppid());
+    p = mt__hdr_put_varint(p, MT_HDR_START_REALTIME,
+                           (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec);
+    p = mt__hdr_put_varint(p, MT_HDR_POINTER_SIZE, sizeof(void *));
+    size_t alen = read_file("/proc/self/cmdline", args, sizeof args);
+    p = mt__hdr_put_bytes(p, MT_HDR_ARGV, args, alen);
+    ssize_t elen = readlink("/proc/self/exe", exe, sizeof exe);
+    p = mt__hdr_put_bytes(p, MT_HDR_EXE, exe, elen > 0 ? (size_t)elen : 0);
+    p = mt__hdr_put_varint(p, MT_HDR_PAGE_SIZE, (uint64_t)sysconf(_SC_PAGESIZE));
+    p = mt__hdr_put_bytes(p, MT_HDR_TRACER_VERSION, MT_VERSION_STRING,
+                          strlen(MT_VERSION_STRING));
+    p = mt__hdr_put_varint(p, MT_HDR_RSS_INTERVAL, mt__g.rss_interval_ms);
+    if (mt__g.pid != mt__g.root_pid)
+        p = mt__hdr_put_varint(p, MT_HDR_PARENT_PID, (uint64_t)getppid());
+    return (size_t)(p - p0);
+}
+
+int mt__writer_start(const char *path, int create_excl)
+{
+    int flags = O_WRONLY | O_CLOEXEC | O_NOFOLLOW;
+    flags |= create_excl ? (O_CREAT | O_EXCL) : (O_CREAT | O_TRUNC);
+    int fd = open(path, flags, 0600);
+    if (fd < 0)
+        return -errno;
+    mt__g.fd = fd;
+    mt__g.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    LZ4F_cctx *cctx = NULL;
+    if (LZ4F_isError(LZ4F_createCompressionContext(&cctx, LZ4F_VERSION)))
+        cctx = NULL;
+    mt__g.cctx = cctx;
+    mt__g.write_error = 0;
+    mt__g.finished = 0;
+    raw_len = 0;
+
+    static uint8_t hdr[MT_FILE_HEADER_SIZE + (40 << 10)];
+    size_t plen = build_header(hdr + MT_FILE_HEADER_SIZE);
+    mt__file_header(hdr, MT_FLAG_NATIVE_STACKS |
+                             (mt__g.follow_fork ? MT_FLAG_FOLLOW_FORK : 0),
+                    (uint32_t)plen);
+    write_all(hdr, MT_FILE_HEADER_SIZE + plen);
+    if (mt__g.write_error) {
+        close(fd);
+        mt__g.fd = -1;
+        return -mt__g.write_error;
+    }
+    mt__g.stopping = 0;
+    mt__g.wake_pending = 0;
+    if (pthread_create(&mt__g.writer, NULL, writer_main, NULL) != 0) {
+        close(fd);
+        mt__g.fd = -1;
+        return -EAGAIN;
+    }
+    mt__g.writer_running = 1;
+    return 0;
+}
+
+void mt__writer_finish(void)
+{
+    /* Stop recording first so the final round is the last word. */
+    atomic_store(&mt__g.active, 0);
+    pthread_mutex_lock(&mt__g.wake_lock);
+    mt__g.stopping = 1;
+    pthread_cond_signal(&mt__g.wake);
+    pthread_mutex_unlock(&mt__g.wake_lock);
+
+    pthread_mutex_lock(&mt__g.round_lock);
+    int running = mt__g.writer_running;
+    mt__g.writer_running = 0;
+    pthread_mutex_unlock(&mt__g.round_lock);
+    if (running && !pthread_equal(pthread_self(), mt__g.writer))
+        pthread_join(mt__g.writer, NULL);
+
+    pthread_mutex_lock(&mt__g.round_lock);
+    if (mt__g.finished || mt__g.fd < 0) {
+        pthread_mutex_unlock(&mt__g.round_lock);
+        return;
+    }
+    mt__g.finished = 1;
+    sample_rss();
+    struct rusage ru;
+    uint64_t peak_rss = getrusage(RUSAGE_SELF, &ru) == 0
+                            ? (uint64_t)ru.ru_maxrss * 1024 : 0;
+    uint8_t rec[4 * MT_VARINT_MAX], *p = rec;
+    p = mt__put_varint(p, mt__now_ns() - mt__g.start_ns);
+    p = mt__put_varint(p, peak_rss);
+    p = mt__put_varint(p, atomic_load(&mt__g.seq));
+    p = mt__put_varint(p, mt__g.write_error ? MT_TRAILER_EVENTS_LOST : 0);
+    pthread_mutex_lock(&mt__g.defs_lock);
+    mt__def_put_unlocked(MT_DEF_TRAILER, rec, (size_t)(p - rec));
+    pthread_mutex_unlock(&mt__g.defs_lock);
+    do_round(1);
+    close(mt__g.fd);
+    mt__g.fd = -1;
+    pthread_mutex_unlock(&mt__g.round_lock);
+}
