@@ -1,0 +1,40 @@
+/* capture_internal.h: the layout of a loaded capture, private to reader/.
+ * reader.c fills it while streaming the file; symbolize.c adds the symbol
+ * cache. Reporters use reader.h only. */
+#ifndef MT_READER_CAPTURE_INTERNAL_H
+#define MT_READER_CAPTURE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "memtrace/reader.h"
+
+typedef struct mt_symbolizer_s mt_symbolizer_t; /* symbolize.c */
+
+struct mt_capture_s {
+    char *path;
+    char *warning;             /* owned; NULL when the read was clean */
+    mt_header_t header;
+    char *header_strings;      /* owned storage behind header's strings */
+    const char **argv_storage; /* owned; header.argv points here */
+    mt_totals_t totals;
+
+    mt_node_t *nodes;          /* [node_count]; nodes[0] is the root */
+    mt_node_stats_t *node_stats; /* [node_count] */
+    size_t node_count, node_cap;
+
+    mt_module_t *modules;      /* [module_count], in load order; unloaded
+                                  modules stay. Each path and build_id is
+                                  malloc'd and freed by mt_capture_free. */
+    size_t module_count, module_cap;
+
+    mt_sample_t *samples;      /* [sample_count] one per tick */
+    size_t sample_count, sample_cap;
+
+    mt_symbolizer_t *symbolizer; /* created on first mt_capture_frames() */
+};
+
+/* symbolize.c: frees the symbolizer (NULL is fine). */
+void mt__symbolizer_free(mt_symbolizer_t *s);
+
+#endif

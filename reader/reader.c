@@ -1,0 +1,899 @@
+/* reader.c: mt_capture_load() and the capture accessors. Reads the file
+ * header, then streams the blocks once: each LZ4 frame is decompressed into
+ * one reusable buffer, definition records are applied at once, and events
+ * are handed to replay.c, which orders them by seq and rebuilds the heap.
+ *
+ * Damage policy: anything wrong with the file header, or a block that
+ * decompressed cleanly but holds a bad record, is an error. A file that
+ * ends inside a block, or a block whose frame fails to decompress (e.g. a
+ * checksum mismatch), ends the read: what came before is kept and the load
+ * succeeds with a warning, since that is what a killed program leaves. */
+#include <errno.h>
+#include <fcntl.h>
+#include <lz4frame.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loader.h"
+
+/* ---- Messages ------------------------------------------------------------ */
+
+int mt__load_error(mt_loader_t *ld, int rc, const char *fmt, ...)
+{
+    if (ld->failed)
+        return rc;
+    ld->failed = 1;
+    if (ld->errbuf && ld->errlen) {
+        int n = snprintf(ld->errbuf, ld->errlen, "%s: ", ld->name);
+        if (n >= 0 && (size_t)n < ld->errlen) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(ld->errbuf + n, ld->errlen - (size_t)n, fmt, ap);
+            va_end(ap);
+        }
+    }
+    return rc;
+}
+
+int mt__load_warn(mt_loader_t *ld, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    char *old = ld->cap->warning;
+    size_t ol = old ? strlen(old) : 0, ml = strlen(msg);
+    char *w = malloc(ol + 2 + ml + 1);
+    if (!w)
+        return MT_ENOMEM; /* the warning is lost; the data is not */
+    if (old) {
+        memcpy(w, old, ol);
+        memcpy(w + ol, "; ", 2);
+        ol += 2;
+    }
+    memcpy(w + ol, msg, ml + 1);
+    free(old);
+    ld->cap->warning = w;
+    return 0;
+}
+
+/* ---- Input: a file descriptor or a memory buffer ---------------------- */
+
+typedef struct mt_src_s {
+    int fd;              /* -1: read from mem */
+    const uint8_t *mem;
+    uint64_t size;       /* total size; UINT64_MAX when unknown (a pipe) */
+    uint64_t pos;        /* bytes consumed */
+    uint8_t *buf;        /* fd reads land here */
+    size_t cap;
+} mt_src_t;
+
+/* Reads up to len bytes; *out points at them (valid until the next read)
+ * and *got says how many there were (fewer only at end of file). */
+static int src_read(mt_src_t *s, size_t len, const uint8_t **out, size_t *got)
+{
+    if (s->fd < 0) {
+        uint64_t avail = s->size - s->pos;
+        size_t n = len < avail ? len : (size_t)avail;
+        *out = s->mem + s->pos;
+        *got = n;
+        s->pos += n;
+        return 0;
+    }
+    if (len > s->cap) {
+        uint8_t *b = realloc(s->buf, len);
+        if (!b)
+            return MT_ENOMEM;
+        s->buf = b;
+        s->cap = len;
+    }
+    size_t n = 0;
+    while (n < len) {
+        ssize_t r = read(s->fd, s->buf + n, len - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    *out = s->buf;
+    *got = n;
+    s->pos += n;
+    return 0;
+}
+
+/* ---- Progress ----------------------------------------------------------- */
+
+typedef struct mt_progress_s {
+    int on;            /* asked for, stderr is a terminal, size known */
+    int shown;
+    double start, last;
+} mt_progress_t;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void progress_tick(mt_progress_t *pg, const mt_loader_t *ld,
+                          const mt_src_t *src)
+{
+    if (!pg->on)
+        return;
+    double t = now_s();
+    if (t - pg->start < 1.0 || t - pg->last < 0.5)
+        return;
+    pg->last = t;
+    pg->shown = 1;
+    unsigned pct = src->size ? (unsigned)(src->pos * 100 / src->size) : 100;
+    fprintf(stderr, "\rmemtrace: reading %s: %u%%", ld->name, pct);
+    fflush(stderr);
+}
+
+static void progress_end(mt_progress_t *pg)
+{
+    if (pg->shown) {
+        fputs("\r\033[K", stderr);
+        fflush(stderr);
+    }
+}
+
+/* ---- Record fields -------------------------------------------------------- */
+
+/* A cursor over one record; any read past its end sets bad. */
+typedef struct mt_cur_s {
+    const uint8_t *p, *end;
+    int bad;
+} mt_cur_t;
+
+static uint64_t cur_varint(mt_cur_t *c)
+{
+    uint64_t v = 0;
+    if (!c->bad && mt__get_varint(&c->p, c->end, &v))
+        c->bad = 1;
+    return c->bad ? 0 : v;
+}
+
+/* A string field: varint length, bytes. */
+static const uint8_t *cur_str(mt_cur_t *c, size_t *len)
+{
+    uint64_t n = cur_varint(c);
+    if (c->bad || n > (uint64_t)(c->end - c->p)) {
+        c->bad = 1;
+        *len = 0;
+        return NULL;
+    }
+    const uint8_t *s = c->p;
+    c->p += n;
+    *len = (size_t)n;
+    return s;
+}
+
+/* ---- The file header ---------------------------------------------------- */
+
+/* Appends a string of n bytes (stopping at a NUL) to the header storage. */
+static const char *hdr_str(char **store, const uint8_t *s, size_t n)
+{
+    char *out = *store;
+    size_t k = 0;
+    while (k < n && s[k])
+        k++;
+    memcpy(out, s, k);
+    out[k] = 0;
+    *store = out + k + 1;
+    return out;
+}
+
+static int hdr_argv(mt_loader_t *ld, char **store, const uint8_t *s, size_t n)
+{
+    mt_header_t *h = &ld->cap->header;
+    size_t argc = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!s[i] || i + 1 == n)
+            argc++;
+    const char **av = calloc(argc + 1, sizeof(*av));
+    if (!av)
+        return mt__load_error(ld, MT_ENOMEM, "out of memory");
+    size_t a = 0, i = 0;
+    while (i < n) {
+        size_t k = i;
+        while (k < n && s[k])
+            k++;
+        av[a++] = hdr_str(store, s + i, k - i);
+        i = k + 1;
+    }
+    free(ld->cap->argv_storage);
+    ld->cap->argv_storage = av;
+    h->argv = av;
+    h->argc = (int)a;
+    return 0;
+}
+
+/* A varint header field; values over 32 bits are corrupt for unsigned ones. */
+static int hdr_field(mt_loader_t *ld, char **store, uint64_t tag,
+                     const uint8_t *v, size_t n, uint64_t off)
+{
+    mt_header_t *h = &ld->cap->header;
+    mt_cur_t c = {v, v + n, 0};
+    uint64_t x = 0;
+    int is_varint = tag == MT_HDR_PID || tag == MT_HDR_PPID ||
+                    tag == MT_HDR_START_REALTIME || tag == MT_HDR_POINTER_SIZE ||
+                    tag == MT_HDR_PAGE_SIZE || tag == MT_HDR_RSS_INTERVAL ||
+                    tag == MT_HDR_PARENT_PID;
+    if (is_varint) {
+        x = cur_varint(&c);
+        int narrow = tag == MT_HDR_POINTER_SIZE || tag == MT_HDR_PAGE_SIZE ||
+                     tag == MT_HDR_RSS_INTERVAL;
+        if (c.bad || (narrow && x > UINT32_MAX))
+            return mt__load_error(ld, MT_ECORRUPT,
+                                  "corrupt header: bad value of field %llu at "
+                                  "offset %llu", (unsigned long long)tag,
+                                  (unsigned long long)off);
+    }
+    switch (tag) {
+    case MT_HDR_PID: h->pid = (int64_t)x; break;
+    case MT_HDR_PPID: h->ppid = (int64_t)x; break;
+    case MT_HDR_PARENT_PID: h->parent_pid = (int64_t)x; break;
+    case MT_HDR_START_REALTIME: h->start_realtime_ns = x; break;
+    case MT_HDR_POINTER_SIZE: h->pointer_size = (unsigned)x; break;
+    case MT_HDR_PAGE_SIZE: h->page_size = (unsigned)x; break;
+    case MT_HDR_RSS_INTERVAL: h->rss_interval_ms = (unsigned)x; break;
+    case MT_HDR_ARGV: return hdr_argv(ld, store, v, n);
+    case MT_HDR_EXE: h->exe = hdr_str(store, v, n); break;
+    case MT_HDR_TRACER_VERSION: h->tracer_version = hdr_str(store, v, n); break;
+    case MT_HDR_PYTHON_VERSION: h->python_version = hdr_str(store, v, n); break;
+    default: break; /* unknown tags are skipped */
+    }
+    return 0;
+}
+
+static int parse_header(mt_loader_t *ld, mt_src_t *src)
+{
+    mt_header_t *h = &ld->cap->header;
+    const uint8_t *b;
+    size_t got;
+    int rc = src_read(src, MT_FILE_HEADER_SIZE, &b, &got);
+    if (rc)
+        return mt__load_error(ld, rc, "cannot read: %s", mt_strerror(rc));
+    if (got == 0)
+        return mt__load_error(ld, MT_EBADMAGIC,
+                              "not a memtrace capture (file is empty)");
+    if (memcmp(b, MT_MAGIC, got < MT_MAGIC_SIZE ? got : MT_MAGIC_SIZE))
+        return mt__load_error(ld, MT_EBADMAGIC,
+                              "not a memtrace capture (unknown magic)");
+    if (got < MT_FILE_HEADER_SIZE)
+        return mt__load_error(ld, MT_ETRUNCATED,
+                              "capture is truncated: the file ends inside "
+                              "its %d-byte header at offset %zu",
+                              MT_FILE_HEADER_SIZE, got);
+    unsigned version = mt__get_u16le(b + 8), flags = mt__get_u16le(b + 10);
+    uint32_t plen = mt__get_u32le(b + 12);
+    if (version != MT_FORMAT_VERSION)
+        return mt__load_error(ld, MT_EVERSION,
+                              "unsupported capture format version %u (this "
+                              "reader reads %d)", version, MT_FORMAT_VERSION);
+    if (flags & ~MT_FLAGS_KNOWN)
+        return mt__load_error(ld, MT_ERESERVED,
+                              "reserved header flag bits set: 0x%04x at "
+                              "offset 10", flags & ~MT_FLAGS_KNOWN);
+    if (plen > MT_MAX_HEADER_PAYLOAD)
+        return mt__load_error(ld, MT_ETOOBIG,
+                              "header payload of %u bytes is over the limit "
+                              "of %u at offset 12", plen, MT_MAX_HEADER_PAYLOAD);
+    h->format_version = version;
+    h->flags = flags;
+    h->exe = h->tracer_version = "";
+    h->argv = ld->cap->argv_storage = calloc(1, sizeof(char *));
+    /* Every field costs at least 2 bytes of tag and length, more than the
+     * NUL each string gains, so plen + 2 bytes hold all the strings. */
+    char *store = ld->cap->header_strings = malloc((size_t)plen + 2);
+    if (!store || !ld->cap->argv_storage)
+        return mt__load_error(ld, MT_ENOMEM, "out of memory");
+    if ((rc = src_read(src, plen, &b, &got)))
+        return mt__load_error(ld, rc, "cannot read: %s", mt_strerror(rc));
+    if (got < plen)
+        return mt__load_error(ld, MT_ETRUNCATED,
+                              "capture is truncated: the file ends inside its "
+                              "header (%u bytes of payload, %zu present) at "
+                              "offset %zu", plen, got,
+                              (size_t)MT_FILE_HEADER_SIZE + got);
+    mt_cur_t c = {b, b + plen, 0};
+    while (c.p < c.end) {
+        uint64_t off = MT_FILE_HEADER_SIZE + (uint64_t)(c.p - b);
+        uint64_t tag = cur_varint(&c);
+        size_t n;
+        const uint8_t *v = cur_str(&c, &n);
+        if (c.bad)
+            return mt__load_error(ld, MT_ECORRUPT,
+                                  "corrupt header: field cut short at offset "
+                                  "%llu", (unsigned long long)off);
+        if ((rc = hdr_field(ld, &store, tag, v, n, off)))
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- Definition records ---------------------------------------------------- */
+
+static uint32_t module_at(const mt_loader_t *ld, uint64_t x)
+{
+    const mt_module_t *mods = ld->cap->modules;
+    size_t lo = 0, hi = ld->nloaded; /* last loaded module with lo <= x */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (mods[ld->loaded[mid]].lo <= x)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return UINT32_MAX;
+    uint32_t m = ld->loaded[lo - 1];
+    return x < mods[m].hi ? m : UINT32_MAX;
+}
+
+static void module_unload(mt_loader_t *ld, uint64_t id)
+{
+    uint32_t m;
+    if (mt__idmap_get(&ld->module_ids, id, &m) || m == UINT32_MAX)
+        return; /* never loaded, or gone already: nothing to do */
+    for (size_t i = 0; i < ld->nloaded; i++) {
+        if (ld->loaded[i] == m) {
+            memmove(ld->loaded + i, ld->loaded + i + 1,
+                    (ld->nloaded - i - 1) * sizeof(uint32_t));
+            ld->nloaded--;
+            break;
+        }
+    }
+    mt__idmap_put(&ld->module_ids, id, UINT32_MAX); /* the key exists */
+}
+
+static int def_corrupt(mt_loader_t *ld, const char *what, uint64_t off)
+{
+    return mt__load_error(ld, MT_ECORRUPT,
+                          "corrupt record: %s at byte %llu of the block at "
+                          "offset %llu", what, (unsigned long long)off,
+                          (unsigned long long)ld->block_off);
+}
+
+static int def_node(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
+{
+    mt_capture_t *cap = ld->cap;
+    uint64_t parent = cur_varint(c), dz = cur_varint(c);
+    if (c->bad)
+        return def_corrupt(ld, "node record cut short", off);
+    size_t id = cap->node_count;
+    if (parent >= id)
+        return def_corrupt(ld, "node's parent is not an earlier node", off);
+    if (id >= MT_MAX_NODES)
+        return mt__load_error(ld, MT_ETOOBIG, "more than %u trace-tree "
+                              "nodes in block at offset %llu", MT_MAX_NODES,
+                              (unsigned long long)ld->block_off);
+    if (mt__replay_reserve_nodes(ld, id + 1))
+        return mt__load_error(ld, MT_ENOMEM, "out of memory");
+    uint64_t ip = ld->prev_ip + (uint64_t)mt__unzigzag(dz);
+    ld->prev_ip = ip;
+    cap->nodes[id] = (mt_node_t){(uint32_t)parent,
+                                 ip ? module_at(ld, ip - 1) : UINT32_MAX, ip};
+    cap->node_count = id + 1;
+    return 0;
+}
+
+static int module_add(mt_loader_t *ld, uint64_t id, mt_module_t *m)
+{
+    mt_capture_t *cap = ld->cap;
+    if (cap->module_count == cap->module_cap) {
+        size_t nc = cap->module_cap ? cap->module_cap * 2 : 16;
+        mt_module_t *mods = realloc(cap->modules, nc * sizeof(*mods));
+        if (!mods)
+            return MT_ENOMEM;
+        cap->modules = mods;
+        cap->module_cap = nc;
+    }
+    if (m->hi > m->lo && !ld->loaded) {
+        ld->loaded = malloc(MT_MAX_LOADED_MODULES * sizeof(uint32_t));
+        if (!ld->loaded)
+            return MT_ENOMEM;
+    }
+    uint32_t idx = (uint32_t)cap->module_count;
+    if (mt__idmap_put(&ld->module_ids, id, idx))
+        return MT_ENOMEM;
+    cap->modules[cap->module_count++] = *m;
+    if (m->hi > m->lo) {
+        size_t i = ld->nloaded;
+        while (i > 0 && cap->modules[ld->loaded[i - 1]].lo > m->lo) {
+            ld->loaded[i] = ld->loaded[i - 1];
+            i--;
+        }
+        ld->loaded[i] = idx;
+        ld->nloaded++;
+    }
+    return 0;
+}
+
+static int def_module(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
+{
+    uint64_t id = cur_varint(c), bias = cur_varint(c);
+    size_t plen, blen;
+    const uint8_t *path = cur_str(c, &plen), *bid = cur_str(c, &blen);
+    uint64_t nseg = cur_varint(c);
+    if (!c->bad && nseg > (uint64_t)(c->end - c->p) / 2)
+        c->bad = 1;
+    uint64_t lo = UINT64_MAX, hi = 0;
+    for (uint64_t i = 0; i < nseg && !c->bad; i++) {
+        uint64_t s = bias + cur_varint(c), len = cur_varint(c), e;
+        if (__builtin_add_overflow(s, len, &e))
+            return def_corrupt(ld, "module segment wraps around", off);
+        if (s < lo)
+            lo = s;
+        if (e > hi)
+            hi = e;
+    }
+    if (c->bad)
+        return def_corrupt(ld, "module record cut short", off);
+    if (lo > hi)
+        lo = hi = 0;
+    module_unload(ld, id); /* a reused id replaces the old module */
+    if (ld->nloaded >= MT_MAX_LOADED_MODULES ||
+        ld->cap->module_count >= UINT32_MAX - 1)
+        return mt__load_error(ld, MT_ETOOBIG, "too many modules in block at "
+                              "offset %llu", (unsigned long long)ld->block_off);
+    mt_module_t m = {.bias = bias, .lo = lo, .hi = hi, .build_id_len = blen};
+    char *p = malloc(plen + 1);
+    uint8_t *b = blen ? malloc(blen) : NULL;
+    if (!p || (blen && !b)) {
+        free(p);
+        free(b);
+        return mt__load_error(ld, MT_ENOMEM, "out of memory");
+    }
+    char *store = p;
+    m.path = hdr_str(&store, path, plen);
+    if (blen)
+        memcpy(b, bid, blen);
+    m.build_id = b;
+    if (module_add(ld, id, &m)) {
+        free((char *)m.path);
+        free(b);
+        return mt__load_error(ld, MT_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+static int def_trailer(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
+{
+    uint64_t ns = cur_varint(c), rss = cur_varint(c);
+    (void)cur_varint(c); /* events written: informative */
+    uint64_t flags = cur_varint(c);
+    if (c->bad)
+        return def_corrupt(ld, "trailer record cut short", off);
+    ld->have_trailer = 1;
+    ld->trailer_ns = ns;
+    ld->trailer_rss = rss;
+    if (flags & MT_TRAILER_EVENTS_LOST)
+        ld->cap->totals.events_lost = 1;
+    return 0;
+}
+
+/* One definition record of type at byte off of the block. */
+static int def_record(mt_loader_t *ld, unsigned type, mt_cur_t *c,
+                      uint64_t off)
+{
+    size_t n;
+    switch (type) {
+    case MT_DEF_NODE:
+        return def_node(ld, c, off);
+    case MT_DEF_MODULE_LOAD:
+        return def_module(ld, c, off);
+    case MT_DEF_MODULE_UNLOAD: {
+        uint64_t id = cur_varint(c);
+        if (c->bad)
+            return def_corrupt(ld, "module unload record cut short", off);
+        module_unload(ld, id);
+        return 0;
+    }
+    case MT_DEF_THREAD: {
+        uint64_t index = cur_varint(c);
+        (void)cur_varint(c);
+        (void)cur_str(c, &n);
+        if (c->bad || index > UINT32_MAX)
+            return def_corrupt(ld, "bad thread record", off);
+        return 0;
+    }
+    case MT_DEF_TICK: {
+        uint64_t seq = cur_varint(c), ns = cur_varint(c), rss = cur_varint(c);
+        if (c->bad)
+            return def_corrupt(ld, "tick record cut short", off);
+        return mt__replay_add_tick(ld, seq, ns, rss);
+    }
+    case MT_DEF_TRAILER:
+        return def_trailer(ld, c, off);
+    case MT_DEF_NOTE:
+        (void)cur_str(c, &n);
+        return c->bad ? def_corrupt(ld, "note record cut short", off) : 0;
+    case MT_DEF_CHILD:
+        (void)cur_varint(c);
+        return c->bad ? def_corrupt(ld, "child record cut short", off) : 0;
+    default:
+        return 0; /* a newer record type: skipped by its length */
+    }
+}
+
+static int parse_defs(mt_loader_t *ld, const uint8_t *p, const uint8_t *end)
+{
+    int rc;
+    while (p < end) {
+        uint64_t off = (uint64_t)(p - ld->block), len;
+        unsigned type = *p++;
+        if (mt__get_varint(&p, end, &len) || len > (uint64_t)(end - p))
+            return def_corrupt(ld, "definition record overruns its section",
+                               off);
+        mt_cur_t c = {p, p + len, 0};
+        p += len;
+        if ((rc = def_record(ld, type, &c, off)))
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- Blocks -------------------------------------------------------------------- */
+
+static int parse_block(mt_loader_t *ld, const uint8_t *raw, size_t len)
+{
+    const uint8_t *p = raw, *end = raw + len;
+    int rc = 0;
+    ld->block = raw;
+    while (p < end) {
+        uint64_t off = (uint64_t)(p - raw), slen, v;
+        unsigned type = *p++;
+        if (mt__get_varint(&p, end, &slen) || slen > (uint64_t)(end - p))
+            return def_corrupt(ld, "section overruns its block", off);
+        const uint8_t *s = p, *se = p + slen;
+        p = se;
+        switch (type) {
+        case MT_SEC_DEFS:
+            rc = parse_defs(ld, s, se);
+            break;
+        case MT_SEC_EVENTS:
+            if (mt__get_varint(&s, se, &v) || v > UINT32_MAX)
+                return def_corrupt(ld, "bad thread index in events section",
+                                   off);
+            rc = mt__replay_add_run(ld, (uint32_t)v, s, se,
+                                    (uint64_t)(s - raw));
+            break;
+        case MT_SEC_SYNC:
+            if (mt__get_varint(&s, se, &v))
+                return def_corrupt(ld, "bad sync section", off);
+            rc = v ? mt__replay_until(ld, v, 0) : 0;
+            break;
+        default:
+            break; /* a newer section type: skipped by its length */
+        }
+        if (rc)
+            return rc;
+    }
+    return mt__replay_end_block(ld);
+}
+
+/* Why reading stopped before the end of the file. */
+enum { MT_STOP_EOF, MT_STOP_CUT, MT_STOP_DAMAGED };
+
+typedef struct mt_blocks_s {
+    LZ4F_dctx *dctx;
+    uint8_t *raw;
+    size_t raw_cap;
+    char damage[128];
+} mt_blocks_t;
+
+/* Decompresses one frame into exactly raw_len bytes. Returns 0, or 1 with
+ * bl->damage set when the frame is damaged. */
+static int block_inflate(mt_blocks_t *bl, const uint8_t *src, size_t n,
+                         size_t raw_len)
+{
+    LZ4F_decompressOptions_t o = {.stableDst = 1};
+    size_t si = 0, di = 0;
+    LZ4F_resetDecompressionContext(bl->dctx);
+    for (;;) {
+        size_t sn = n - si, dn = raw_len - di;
+        size_t r = LZ4F_decompress(bl->dctx, bl->raw + di, &dn, src + si, &sn,
+                                   &o);
+        if (LZ4F_isError(r)) {
+            snprintf(bl->damage, sizeof(bl->damage), "%s",
+                     LZ4F_getErrorName(r));
+            return 1;
+        }
+        si += sn;
+        di += dn;
+        if (r == 0)
+            break;
+        if (sn == 0 && dn == 0) {
+            snprintf(bl->damage, sizeof(bl->damage), "%s",
+                     si < n ? "it holds more than its stated raw size"
+                            : "its frame is incomplete");
+            return 1;
+        }
+    }
+    if (si != n || di != raw_len) {
+        snprintf(bl->damage, sizeof(bl->damage),
+                 "its frame is %zu of %zu bytes and holds %zu of %zu", si, n,
+                 di, raw_len);
+        return 1;
+    }
+    return 0;
+}
+
+/* Reads one block at the current position. Returns 0 (*stop set when
+ * reading ends here) or an error. */
+static int read_block(mt_loader_t *ld, mt_src_t *src, mt_blocks_t *bl,
+                      int *stop)
+{
+    const uint8_t *b;
+    size_t got;
+    uint64_t off = src->pos;
+    int rc = src_read(src, MT_BLOCK_HEADER_SIZE, &b, &got);
+    if (rc)
+        return mt__load_error(ld, rc, "cannot read: %s at offset %llu",
+                              mt_strerror(rc), (unsigned long long)off);
+    ld->block_off = off;
+    static const uint8_t zeros[MT_BLOCK_HEADER_SIZE];
+    if (got == 0) {
+        *stop = MT_STOP_EOF;
+        return 0;
+    }
+    if (got < MT_BLOCK_HEADER_SIZE || !memcmp(b, zeros, MT_BLOCK_HEADER_SIZE)) {
+        *stop = MT_STOP_CUT; /* zeros: a crash can leave a zero-filled tail */
+        return 0;
+    }
+    uint32_t magic = mt__get_u32le(b), flen = mt__get_u32le(b + 4);
+    uint32_t rlen = mt__get_u32le(b + 8);
+    if (magic != MT_BLOCK_MAGIC)
+        return mt__load_error(ld, MT_ECORRUPT, "corrupt block header (magic "
+                              "0x%08x) at offset %llu", magic,
+                              (unsigned long long)off);
+    /* LZ4 expands at most ~255 times, so a larger raw size is a lie; this
+     * also stops a tiny file from making us allocate 64 MiB. */
+    if (rlen > MT_MAX_BLOCK_RAW || flen > MT_MAX_BLOCK_FRAME ||
+        (uint64_t)rlen > (uint64_t)flen * 256 + 4096)
+        return mt__load_error(ld, MT_ETOOBIG, "block sizes out of range "
+                              "(frame %u bytes, raw %u bytes) at offset %llu",
+                              flen, rlen, (unsigned long long)off);
+    if (src->size != UINT64_MAX && flen > src->size - src->pos) {
+        *stop = MT_STOP_CUT;
+        return 0;
+    }
+    if ((rc = src_read(src, flen, &b, &got)))
+        return mt__load_error(ld, rc, "cannot read: %s at offset %llu",
+                              mt_strerror(rc), (unsigned long long)off);
+    if (got < flen) {
+        *stop = MT_STOP_CUT;
+        return 0;
+    }
+    if (rlen + (size_t)1 > bl->raw_cap) {
+        free(bl->raw);
+        bl->raw_cap = 0;
+        if (!(bl->raw = malloc(rlen + (size_t)1)))
+            return mt__load_error(ld, MT_ENOMEM, "out of memory");
+        bl->raw_cap = rlen + (size_t)1;
+    }
+    if (block_inflate(bl, b, flen, rlen)) {
+        *stop = MT_STOP_DAMAGED;
+        return 0;
+    }
+    return parse_block(ld, bl->raw, rlen);
+}
+
+/* ---- The load ------------------------------------------------------------------- */
+
+static int read_blocks(mt_loader_t *ld, mt_src_t *src, mt_progress_t *pg)
+{
+    mt_blocks_t bl = {0};
+    int rc, stop = MT_STOP_EOF;
+    uint64_t off = src->pos;
+    if (LZ4F_isError(LZ4F_createDecompressionContext(&bl.dctx, LZ4F_VERSION)))
+        return mt__load_error(ld, MT_ENOMEM, "out of memory");
+    for (;;) {
+        progress_tick(pg, ld, src);
+        off = src->pos;
+        stop = MT_STOP_EOF;
+        if ((rc = read_block(ld, src, &bl, &stop)) || stop != MT_STOP_EOF ||
+            src->pos == off)
+            break;
+    }
+    LZ4F_freeDecompressionContext(bl.dctx);
+    free(bl.raw);
+    if (rc)
+        return rc;
+    char size[32] = "?";
+    if (src->size != UINT64_MAX)
+        snprintf(size, sizeof(size), "%llu", (unsigned long long)src->size);
+    if (stop == MT_STOP_CUT)
+        mt__load_warn(ld, "capture is incomplete: read up to offset %llu of "
+                      "%s (the program may have been killed); the last block "
+                      "was cut short", (unsigned long long)off, size);
+    else if (stop == MT_STOP_DAMAGED)
+        mt__load_warn(ld, "capture is incomplete: read up to offset %llu of "
+                      "%s; the block at offset %llu is damaged (%s)",
+                      (unsigned long long)off, size, (unsigned long long)off,
+                      bl.damage);
+    else if (!ld->have_trailer)
+        mt__load_warn(ld, "capture has no trailer: the program ended without "
+                      "memtrace's exit handler (killed, crashed or _exit); "
+                      "data up to the last flush is shown");
+    return mt__replay_until(ld, 0, 1);
+}
+
+static void finish_totals(mt_loader_t *ld)
+{
+    mt_totals_t *t = &ld->cap->totals;
+    t->complete = ld->have_trailer;
+    t->duration_ns = ld->have_trailer ? ld->trailer_ns : ld->max_tick_ns;
+    t->peak_rss_bytes = ld->have_trailer ? ld->trailer_rss : ld->max_tick_rss;
+    if (t->events_lost)
+        mt__load_warn(ld, "the tracer stopped early: events after that point "
+                      "are missing");
+}
+
+static int load(mt_loader_t *ld, mt_src_t *src, const mt_load_opts_t *opts)
+{
+    mt_capture_t *cap = ld->cap;
+    int rc;
+    ld->threshold = opts && opts->temporary_threshold
+                        ? opts->temporary_threshold : 1;
+    mt_progress_t pg = {0};
+    pg.on = opts && opts->progress && src->size != UINT64_MAX &&
+            isatty(STDERR_FILENO);
+    pg.start = pg.last = pg.on ? now_s() : 0;
+    if ((rc = mt__replay_init(ld)) || (rc = mt__replay_reserve_nodes(ld, 1)))
+        return mt__load_error(ld, rc, "out of memory");
+    cap->nodes[0] = (mt_node_t){0, UINT32_MAX, 0};
+    cap->node_count = 1;
+    if (!(rc = parse_header(ld, src)))
+        rc = read_blocks(ld, src, &pg);
+    progress_end(&pg);
+    if (!rc)
+        finish_totals(ld);
+    return rc;
+}
+
+/* Runs a load over src; frees everything on failure. */
+static int load_source(const char *name, mt_src_t *src,
+                       const mt_load_opts_t *opts, mt_capture_t **out,
+                       char *errbuf, size_t errlen)
+{
+    mt_loader_t ld = {.name = name, .errbuf = errbuf, .errlen = errlen};
+    *out = NULL;
+    if (errbuf && errlen)
+        errbuf[0] = 0;
+    ld.cap = calloc(1, sizeof(mt_capture_t));
+    if (!ld.cap || !(ld.cap->path = strdup(name))) {
+        free(ld.cap);
+        return mt__load_error(&ld, MT_ENOMEM, "out of memory");
+    }
+    int rc = load(&ld, src, opts);
+    mt__replay_free(&ld);
+    mt__idmap_free(&ld.module_ids);
+    free(ld.loaded);
+    if (rc) {
+        if (!ld.failed)
+            mt__load_error(&ld, rc, "%s", mt_strerror(rc));
+        mt_capture_free(ld.cap);
+        return rc;
+    }
+    *out = ld.cap;
+    return 0;
+}
+
+int mt_capture_load(const char *path, const mt_load_opts_t *opts,
+                    mt_capture_t **out, char *errbuf, size_t errlen)
+{
+    mt_src_t src = {.fd = -1, .size = UINT64_MAX};
+    src.fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (src.fd < 0) {
+        int rc = -errno;
+        mt_loader_t ld = {.name = path, .errbuf = errbuf, .errlen = errlen};
+        *out = NULL;
+        return mt__load_error(&ld, rc, "cannot open: %s", mt_strerror(rc));
+    }
+    struct stat st;
+    if (fstat(src.fd, &st) == 0 && S_ISREG(st.st_mode))
+        src.size = (uint64_t)st.st_size;
+    int rc = load_source(path, &src, opts, out, errbuf, errlen);
+    close(src.fd);
+    free(src.buf);
+    return rc;
+}
+
+int mt_capture_load_memory(const void *data, size_t len, const char *name,
+                           const mt_load_opts_t *opts, mt_capture_t **out,
+                           char *errbuf, size_t errlen)
+{
+    mt_src_t src = {.fd = -1, .mem = data, .size = len};
+    return load_source(name ? name : "<memory>", &src, opts, out, errbuf,
+                       errlen);
+}
+
+/* ---- Accessors ---------------------------------------------------------------- */
+
+void mt_capture_free(mt_capture_t *cap)
+{
+    if (!cap)
+        return;
+    mt__symbolizer_free(cap->symbolizer);
+    for (size_t i = 0; i < cap->module_count; i++) {
+        free((char *)cap->modules[i].path);
+        free((uint8_t *)cap->modules[i].build_id);
+    }
+    free(cap->modules);
+    free(cap->nodes);
+    free(cap->node_stats);
+    free(cap->samples);
+    free(cap->header_strings);
+    free(cap->argv_storage);
+    free(cap->warning);
+    free(cap->path);
+    free(cap);
+}
+
+const mt_header_t *mt_capture_header(const mt_capture_t *cap)
+{
+    return &cap->header;
+}
+
+const mt_totals_t *mt_capture_totals(const mt_capture_t *cap)
+{
+    return &cap->totals;
+}
+
+const char *mt_capture_path(const mt_capture_t *cap)
+{
+    return cap->path;
+}
+
+const char *mt_capture_warning(const mt_capture_t *cap)
+{
+    return cap->warning;
+}
+
+size_t mt_capture_node_count(const mt_capture_t *cap)
+{
+    return cap->node_count;
+}
+
+const mt_node_t *mt_capture_nodes(const mt_capture_t *cap)
+{
+    return cap->nodes;
+}
+
+const mt_node_stats_t *mt_capture_node_stats(const mt_capture_t *cap)
+{
+    return cap->node_stats;
+}
+
+size_t mt_capture_module_count(const mt_capture_t *cap)
+{
+    return cap->module_count;
+}
+
+const mt_module_t *mt_capture_modules(const mt_capture_t *cap)
+{
+    return cap->modules;
+}
+
+size_t mt_capture_sample_count(const mt_capture_t *cap)
+{
+    return cap->sample_count;
+}
+
+const mt_sample_t *mt_capture_samples(const mt_capture_t *cap)
+{
+    return cap->samples;
+}
