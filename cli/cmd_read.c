@@ -1,0 +1,189 @@
+/* cmd_read.c: the commands that read one capture and print a report:
+ * `memtrace summary`, `memtrace report` and `memtrace stats`. Each parses
+ * its options, loads the capture (a file that cannot be read is one line on
+ * stderr naming the file and the problem, and exit status 2), and hands the
+ * capture to its reporter. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/commands.h"
+#include "memtrace/reader.h"
+#include "memtrace/reporters.h"
+
+/* Largest --top: more sites than any terminal or CI log wants. */
+#define MT_MAX_TOP 1000000
+
+typedef int (*mt_reporter_fn)(FILE *out, mt_capture_t *cap,
+                              const mt_report_opts_t *opts);
+
+/* Loads path. Errors and warnings go to stderr as one escaped line each
+ * (a file name may hold a newline or an escape sequence). Returns the
+ * capture, or NULL after printing the error. */
+static mt_capture_t *load_capture(const char *path)
+{
+    char err[1024] = "";
+    mt_load_opts_t opts;
+    memset(&opts, 0, sizeof opts);
+    opts.progress = isatty(STDERR_FILENO);
+    mt_capture_t *cap = NULL;
+    int rc = mt_capture_load(path, &opts, &cap, err, sizeof err);
+    if (rc < 0 || !cap) {
+        fputs("memtrace: ", stderr);
+        if (err[0]) {
+            mt_fputs_escaped(err, stderr);
+        } else {
+            /* The reader always writes a message; this is a fallback. */
+            mt_fputs_escaped(path, stderr);
+            fprintf(stderr, ": %s", mt_strerror(rc < 0 ? rc : MT_EINVAL));
+        }
+        fputc('\n', stderr);
+        mt_capture_free(cap);
+        return NULL;
+    }
+    const char *warning = mt_capture_warning(cap);
+    if (warning) {
+        fputs("memtrace: warning: ", stderr);
+        /* Name the file, as errors do, unless the reader already did. */
+        if (!strstr(warning, path)) {
+            mt_fputs_escaped(path, stderr);
+            fputs(": ", stderr);
+        }
+        mt_fputs_escaped(warning, stderr);
+        fputc('\n', stderr);
+    }
+    return cap;
+}
+
+/* Loads the capture, runs the reporter on stdout, and maps failures to
+ * the exit status. */
+static int run_report(const char *cmd, const char *path, mt_reporter_fn fn,
+                      const mt_report_opts_t *opts)
+{
+    mt_capture_t *cap = load_capture(path);
+    if (!cap)
+        return MT_EXIT_USAGE;
+    int rc = fn(stdout, cap, opts);
+    mt_capture_free(cap);
+    if (rc < 0) {
+        fprintf(stderr, "memtrace %s: cannot write the report: %s\n", cmd,
+                mt_strerror(rc));
+        return MT_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* Parses N of --top N: a whole number from 1 to MT_MAX_TOP. */
+static int parse_top(const char *arg, size_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!arg[0] || arg[0] == '-' || arg[0] == '+')
+        return -1;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (errno || *end || v == 0 || v > MT_MAX_TOP)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+/* The options of the reading commands: summary and stats take the first
+ * two, report all of them. */
+enum { OPT_JSON = 1000, OPT_TOP, OPT_LEAKS, OPT_ALL, OPT_TEMPORARY };
+
+static const struct option report_options[] = {
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {"top", required_argument, NULL, OPT_TOP},
+    {"leaks", no_argument, NULL, OPT_LEAKS},
+    {"all-allocations", no_argument, NULL, OPT_ALL},
+    {"temporary-allocations", no_argument, NULL, OPT_TEMPORARY},
+    {NULL, 0, NULL, 0},
+};
+static const struct option plain_options[] = {
+    {"json", no_argument, NULL, OPT_JSON},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Parses argv for cmd. with_report_options: --top and --leaks allowed.
+ * Returns -1 to go on (opts and *path set), else an exit status. */
+static int parse_read_args(const char *cmd, int argc, char **argv,
+                           int with_report_options, mt_report_opts_t *opts,
+                           const char **path)
+{
+    const struct option *longopts =
+        with_report_options ? report_options : plain_options;
+    memset(opts, 0, sizeof *opts);
+    opterr = 0;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_JSON:
+            opts->json = 1;
+            break;
+        case OPT_TOP:
+            if (parse_top(optarg, &opts->top) < 0)
+                return mt__usage_error(cmd,
+                                       "--top needs a whole number from 1 "
+                                       "to %d, not '%s'",
+                                       MT_MAX_TOP, optarg);
+            break;
+        case OPT_LEAKS:
+            opts->view = MT_VIEW_LEAKS;
+            break;
+        case OPT_ALL:
+            opts->view = MT_VIEW_TOTAL;
+            break;
+        case OPT_TEMPORARY:
+            opts->view = MT_VIEW_TEMPORARY;
+            break;
+        case 'h':
+            mt__command_help(stdout, cmd);
+            return 0;
+        case ':':
+            return mt__usage_error(cmd, "option '%s' needs a value",
+                                   argv[optind - 1]);
+        default:
+            if (optopt > ' ' && optopt < 0x7f) /* a short option */
+                return mt__usage_error(cmd, "unknown option '-%c'", optopt);
+            return mt__usage_error(cmd, "unknown option '%s'",
+                                   argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return mt__usage_error(cmd, "missing the capture FILE");
+    if (argc - optind > 1)
+        return mt__usage_error(cmd, "unexpected argument '%s'",
+                               argv[optind + 1]);
+    *path = argv[optind];
+    return -1;
+}
+
+int mt__cmd_summary(int argc, char **argv)
+{
+    mt_report_opts_t opts;
+    const char *path;
+    int rc = parse_read_args("summary", argc, argv, 0, &opts, &path);
+    return rc >= 0 ? rc : run_report("summary", path, mt_report_summary, &opts);
+}
+
+int mt__cmd_report(int argc, char **argv)
+{
+    mt_report_opts_t opts;
+    const char *path;
+    int rc = parse_read_args("report", argc, argv, 1, &opts, &path);
+    return rc >= 0 ? rc : run_report("report", path, mt_report_top, &opts);
+}
+
+int mt__cmd_stats(int argc, char **argv)
+{
+    mt_report_opts_t opts;
+    const char *path;
+    int rc = parse_read_args("stats", argc, argv, 0, &opts, &path);
+    return rc >= 0 ? rc : run_report("stats", path, mt_report_stats, &opts);
+}

@@ -1,0 +1,216 @@
+/* main.c: the `memtrace` program: the version, the help, and dispatching
+ * argv[1] to a subcommand. Every command of the contract is listed here,
+ * with its help text, even those that later versions will implement. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "common/format.h"
+#include "memtrace/memtrace.h"
+#include "memtrace/reporters.h"
+
+typedef struct mt_command_s {
+    const char *name;
+    int (*fn)(int argc, char **argv); /* NULL: not in this version yet */
+    const char *synopsis;             /* one line for `memtrace help` */
+    const char *help;                 /* `memtrace help NAME`; NULL: the
+                                         command prints it on --help */
+} mt_command_t;
+
+static const char summary_help[] =
+    "usage: memtrace summary FILE [--json]\n"
+    "\n"
+    "Peak and current heap, totals, and the top 5 locations at the peak.\n"
+    "\n"
+    "options:\n"
+    "  --json     machine-readable output\n"
+    "\n"
+    "JSON fields: capture, pid, command, peak_bytes, peak_time_s,\n"
+    "current_bytes, current_allocations, total_allocations, total_frees,\n"
+    "unmatched_frees, total_bytes_allocated, duration_s, peak_rss_bytes,\n"
+    "threads, native, python_version (or null), complete, events_lost,\n"
+    "warning (or null), top (site entries as in `memtrace report`).\n";
+
+static const char report_help[] =
+    "usage: memtrace report FILE [--top N] [--leaks | --all-allocations |\n"
+    "                             --temporary-allocations] [--json]\n"
+    "\n"
+    "The heap's current and peak size, then the top N allocation sites\n"
+    "with the heaviest traceback of each. Without --leaks: the memory live\n"
+    "at the high-water mark; with --leaks: the memory live when tracing\n"
+    "ended. A site is the innermost Python frame of a stack, or the\n"
+    "innermost native frame outside the allocator.\n"
+    "\n"
+    "options:\n"
+    "  --top N    number of sites (default 10)\n"
+    "  --leaks    memory live at the end instead of at the peak\n"
+    "  --all-allocations  everything allocated over the run, freed or not\n"
+    "  --temporary-allocations  allocations freed before any other\n"
+    "             allocation was made (churn worth pooling)\n"
+    "  --json     machine-readable output\n"
+    "\n"
+    "JSON fields: capture, view (\"peak\", \"leaks\", \"all\" or\n"
+    "\"temporary\"), current_bytes,\n"
+    "current_allocations, peak_bytes, total_allocations,\n"
+    "total_bytes_allocated, complete, warning, view_bytes,\n"
+    "view_allocations, sites (how many), and top: a list of\n"
+    "{bytes, count, site, stack, stack_truncated} where site and each stack\n"
+    "entry are {function, file, line, module} and stack is innermost first.\n";
+
+static const char stats_help[] =
+    "usage: memtrace stats FILE [--json]\n"
+    "\n"
+    "Counts of allocations and frees, allocations per allocator, the size\n"
+    "histogram (power-of-two buckets), and the top 5 sites by bytes\n"
+    "allocated and by number of allocations over the whole run.\n"
+    "\n"
+    "options:\n"
+    "  --json     machine-readable output\n"
+    "\n"
+    "JSON fields: capture, total_allocations, total_frees, unmatched_frees,\n"
+    "total_bytes_allocated, peak_bytes, current_bytes, current_allocations,\n"
+    "duration_s, by_allocator ({NAME: {count, bytes}} for every allocator),\n"
+    "size_histogram ([{min, max, count}], non-empty buckets, bounds\n"
+    "inclusive), top_by_bytes and top_by_count (site entries as in\n"
+    "`memtrace report`).\n";
+
+#define LATER "\n(Not available in this version yet.)\n"
+
+static const mt_command_t commands[] = {
+    {"run", mt__cmd_run, "record a program's allocations", NULL},
+    {"summary", mt__cmd_summary, "peak, current, totals, top locations",
+     summary_help},
+    {"stats", mt__cmd_stats,
+     "counts, size histogram, allocators, top by size and by count",
+     stats_help},
+    {"report", mt__cmd_report,
+     "current, peak and the top N sites with full traceback", report_help},
+    {"flamegraph", NULL, "HTML flame graph",
+     "usage: memtrace flamegraph FILE [-o OUT.html] "
+     "[--leaks | --temporary-allocations]\n" LATER},
+    {"table", NULL, "HTML table of allocation sites",
+     "usage: memtrace table FILE [-o OUT.html] [--leaks]\n" LATER},
+    {"tree", NULL, "call tree in the terminal",
+     "usage: memtrace tree FILE [--leaks] [--top N]\n" LATER},
+    {"diff", NULL, "compare two captures",
+     "usage: memtrace diff BEFORE.bin AFTER.bin [--top N] [--json]\n" LATER},
+    {"rss", NULL, "RSS reconciliation",
+     "usage: memtrace rss FILE [--json]\n" LATER},
+    {"stages", NULL, "per-stage costs",
+     "usage: memtrace stages FILE [--json]\n" LATER},
+    {"export", NULL, "folded, speedscope, pprof or csv",
+     "usage: memtrace export FILE --format folded|speedscope|pprof|csv "
+     "[-o OUT]\n" LATER},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const mt_command_t *find_command(const char *name)
+{
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void usage(FILE *out)
+{
+    fputs("usage: memtrace COMMAND [ARGS...]\n"
+          "       memtrace --version\n"
+          "       memtrace help [COMMAND]\n"
+          "\ncommands:\n",
+          out);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  %-11s %s%s\n", commands[i].name, commands[i].synopsis,
+                commands[i].fn ? "" : " (not available yet)");
+    fputs("\nRun 'memtrace help COMMAND' for a command's options.\n"
+          "Reports exit with status 2 when a capture cannot be read.\n",
+          out);
+}
+
+int mt__command_help(FILE *out, const char *name)
+{
+    const mt_command_t *c = find_command(name);
+    if (!c)
+        return -1;
+    if (c->help) {
+        fputs(c->help, out);
+        return 0;
+    }
+    /* run keeps its help beside its options, in run.c (on stdout). */
+    char *argv[] = {(char *)c->name, "--help", NULL};
+    fflush(out);
+    c->fn(2, argv);
+    return 0;
+}
+
+int mt__usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    char msg[512];
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "memtrace %s: ", cmd);
+    mt_fputs_escaped(msg, stderr);
+    fprintf(stderr, "\nTry 'memtrace help %s'.\n", cmd);
+    return MT_EXIT_USAGE;
+}
+
+static int unknown_command(const char *name)
+{
+    fputs("memtrace: unknown command '", stderr);
+    mt_fputs_escaped(name, stderr);
+    fputs("'\n", stderr);
+    usage(stderr);
+    return MT_EXIT_USAGE;
+}
+
+static int is_help_flag(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return MT_EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
+        printf("memtrace %s (capture format %d)\n", MT_VERSION_STRING,
+               MT_FORMAT_VERSION);
+        return 0;
+    }
+    if (is_help_flag(name)) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(name, "help") == 0) {
+        if (argc == 2) {
+            usage(stdout);
+            return 0;
+        }
+        if (argc > 3)
+            return mt__usage_error("help", "give one command name");
+        if (mt__command_help(stdout, argv[2]) < 0)
+            return unknown_command(argv[2]);
+        return 0;
+    }
+    const mt_command_t *c = find_command(name);
+    if (!c)
+        return unknown_command(name);
+    /* `memtrace CMD --help` (only right after CMD, so that
+     * `memtrace run -- prog --help` reaches the program). */
+    if (argc >= 3 && is_help_flag(argv[2])) {
+        mt__command_help(stdout, c->name);
+        return 0;
+    }
+    if (!c->fn) {
+        fprintf(stderr, "memtrace: '%s' is not available in this version yet\n",
+                c->name);
+        return MT_EXIT_USAGE;
+    }
+    return c->fn(argc - 1, argv + 1);
+}

@@ -1,0 +1,458 @@
+/* run.c: `memtrace run`: runs a program (or a Python module, code string or
+ * script) with the preload library injected, and exits with its status.
+ * The program sees its own argv, environment, working directory and
+ * standard streams; only the capture appears beside it. */
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "memtrace/memtrace.h"
+
+typedef struct {
+    const char *output;
+    int force, native, python_allocators, follow_fork, quiet;
+    const char *python;
+    unsigned rss_interval;
+    int report_top;   /* 0: no report */
+    const char *module, *code; /* -m / -c */
+    char **rest;      /* program (or script) and its arguments */
+    int nrest;
+    int python_mode;  /* -m, -c or SCRIPT.py */
+} run_opts_t;
+
+static const char run_usage[] =
+    "usage: memtrace run [OPTIONS] -m MODULE [ARGS...]\n"
+    "       memtrace run [OPTIONS] -c CODE [ARGS...]\n"
+    "       memtrace run [OPTIONS] SCRIPT.py [ARGS...]\n"
+    "       memtrace run [OPTIONS] -- PROGRAM [ARGS...]\n"
+    "\n"
+    "Runs the program with every allocation recorded into a capture file.\n"
+    "\n"
+    "options:\n"
+    "  -o, --output FILE          capture path (default memtrace-<name>.<pid>.bin)\n"
+    "  -f, --force                overwrite an existing capture\n"
+    "      --native               record native frames too (always on for\n"
+    "                             native programs)\n"
+    "      --trace-python-allocators  also record PyMem/PyObject allocations\n"
+    "      --follow-fork          trace forked and exec'd children too, each\n"
+    "                             into FILE.<pid>\n"
+    "      --python PATH          interpreter for -m, -c and scripts\n"
+    "                             (default: python3 on PATH)\n"
+    "      --rss-interval MS      RSS sampling interval (default 10)\n"
+    "      --report[=N]           print the top-N report (default 10) to stderr\n"
+    "                             when the program ends\n"
+    "  -q, --quiet                no messages of memtrace's own\n"
+    "  -h, --help                 this help\n"
+    "\n"
+    "memtrace run exits with the program's exit status (128+N when it dies of\n"
+    "signal N).\n";
+
+static int parse_run(int argc, char **argv, run_opts_t *o)
+{
+    enum { O_NATIVE = 256, O_PYALLOC, O_FOLLOW, O_PYTHON, O_RSS, O_REPORT };
+    static const struct option longopts[] = {
+        {"output", required_argument, 0, 'o'},
+        {"force", no_argument, 0, 'f'},
+        {"native", no_argument, 0, O_NATIVE},
+        {"trace-python-allocators", no_argument, 0, O_PYALLOC},
+        {"follow-fork", no_argument, 0, O_FOLLOW},
+        {"python", required_argument, 0, O_PYTHON},
+        {"rss-interval", required_argument, 0, O_RSS},
+        {"report", optional_argument, 0, O_REPORT},
+        {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof *o);
+    o->rss_interval = 10;
+    optind = 1;
+    opterr = 0;
+    int c;
+    /* '+': stop at the first non-option (the program or script). */
+    while ((c = getopt_long(argc, argv, "+o:fqhm:c:", longopts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'o': o->output = optarg; break;
+        case 'f': o->force = 1; break;
+        case 'q': o->quiet = 1; break;
+        case O_NATIVE: o->native = 1; break;
+        case O_PYALLOC: o->python_allocators = 1; break;
+        case O_FOLLOW: o->follow_fork = 1; break;
+        case O_PYTHON: o->python = optarg; break;
+        case O_RSS: {
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 60000) {
+                fprintf(stderr, "memtrace run: --rss-interval takes milliseconds "
+                                "from 1 to 60000, not '%s'\n", optarg);
+                return -1;
+            }
+            o->rss_interval = (unsigned)v;
+            break;
+        }
+        case O_REPORT: {
+            long v = optarg ? strtol(optarg, &end, 10) : 10;
+            if ((optarg && *end) || v < 1 || v > 100000) {
+                fprintf(stderr, "memtrace run: --report takes a count, not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            o->report_top = (int)v;
+            break;
+        }
+        case 'm': o->module = optarg; goto program;
+        case 'c': o->code = optarg; goto program;
+        case 'h': fputs(run_usage, stdout); return 1;
+        default:
+            fprintf(stderr, "memtrace run: unknown or incomplete option '%s'\n%s",
+                    argv[optind - 1], run_usage);
+            return -1;
+        }
+    }
+program:
+    o->rest = argv + optind;
+    o->nrest = argc - optind;
+    if (o->module || o->code) {
+        o->python_mode = 1;
+        return 0;
+    }
+    if (o->nrest == 0) {
+        fprintf(stderr, "memtrace run: nothing to run\n%s", run_usage);
+        return -1;
+    }
+    /* `--` was consumed by getopt: PROGRAM follows. Without it, a first
+     * argument ending in .py is a Python script. */
+    int dashdash = optind > 1 && strcmp(argv[optind - 1], "--") == 0;
+    size_t len = strlen(o->rest[0]);
+    if (!dashdash && len > 3 && strcmp(o->rest[0] + len - 3, ".py") == 0)
+        o->python_mode = 1;
+    return 0;
+}
+
+/* Finds an executable on PATH (or returns name when it has a slash). */
+static int find_on_path(const char *name, char *out, size_t cap)
+{
+    if (strchr(name, '/')) {
+        snprintf(out, cap, "%s", name);
+        return access(out, X_OK) == 0 ? 0 : -1;
+    }
+    const char *path = getenv("PATH");
+    if (!path)
+        path = "/usr/local/bin:/usr/bin:/bin";
+    for (const char *p = path; *p;) {
+        const char *colon = strchr(p, ':');
+        size_t n = colon ? (size_t)(colon - p) : strlen(p);
+        snprintf(out, cap, "%.*s/%s", (int)n, n ? p : ".", name);
+        struct stat st;
+        if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && access(out, X_OK) == 0)
+            return 0;
+        p += n + (colon ? 1 : 0);
+    }
+    return -1;
+}
+
+/* 1 if the file is an ELF executable without an interpreter (statically
+ * linked: nothing can be preloaded into it), 0 otherwise. */
+static int is_static_elf(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    Elf64_Ehdr eh;
+    int result = 0;
+    if (pread(fd, &eh, sizeof eh, 0) == (ssize_t)sizeof eh &&
+        memcmp(eh.e_ident, ELFMAG, SELFMAG) == 0 &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr)) {
+        result = 1;
+        for (unsigned i = 0; i < eh.e_phnum; i++) {
+            Elf64_Phdr ph;
+            if (pread(fd, &ph, sizeof ph, (off_t)(eh.e_phoff + i * sizeof ph)) !=
+                (ssize_t)sizeof ph)
+                break;
+            if (ph.p_type == PT_INTERP)
+                result = 0;
+        }
+    }
+    close(fd);
+    return result;
+}
+
+/* The real interpreter behind a wrapper script (pyenv's python3 is a shell
+ * script that execs the interpreter): ask it for sys.executable, so the
+ * interpreter is traced and not the shim. Only scripts pay for this. */
+static void resolve_python(const char *found, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", found);
+    char magic[2] = {0};
+    int fd = open(found, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, magic, 2);
+    close(fd);
+    if (n != 2 || magic[0] != '#' || magic[1] != '!')
+        return;
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof cmd, "'%s' -c 'import sys; print(sys.executable)'", found);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return;
+    char line[PATH_MAX];
+    if (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = 0;
+        if (line[0] == '/' && access(line, X_OK) == 0)
+            snprintf(out, cap, "%s", line);
+    }
+    pclose(p);
+}
+
+/* The preload library: beside the memtrace binary (build tree), or in
+ * ../lib/memtrace/ (installed). */
+static int find_preload(char *out, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    *slash = 0;
+    if ((size_t)snprintf(out, cap, "%s/%s", self, MT_PRELOAD_NAME) < cap &&
+        access(out, R_OK) == 0)
+        return 0;
+    if ((size_t)snprintf(out, cap, "%s/../lib/memtrace/%s", self,
+                         MT_PRELOAD_NAME) >= cap)
+        return -1;
+    return access(out, R_OK) == 0 ? 0 : -1;
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* Creates the capture file empty with mode 0600, refusing to follow a
+ * symlink or to overwrite without --force. */
+static int create_capture(const char *path, int force)
+{
+    if (force) {
+        struct stat st;
+        if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode))
+            unlink(path); /* a symlink is removed, never followed */
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST)
+            fprintf(stderr, "memtrace run: %s exists; use -f to overwrite it\n", path);
+        else
+            fprintf(stderr, "memtrace run: cannot create %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* --report: the same text as `memtrace report FILE --top N`, on stderr.
+ * Runs this very binary, so the output is exactly that command's. */
+static void print_report(const char *capture, int top)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%d", top);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(STDERR_FILENO, STDOUT_FILENO);
+        execl("/proc/self/exe", "memtrace", "report", capture, "--top", n,
+              (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+static pid_t child_pid;
+
+static void forward_signal(int sig)
+{
+    if (child_pid > 0)
+        kill(child_pid, sig);
+}
+
+static void set_child_env(const run_opts_t *o, const char *preload, const char *out)
+{
+    char buf[PATH_MAX * 2];
+    const char *orig = getenv("LD_PRELOAD");
+    if (orig && orig[0]) {
+        setenv("MEMTRACE_LD_PRELOAD", orig, 1);
+        snprintf(buf, sizeof buf, "%s:%s", preload, orig);
+        setenv("LD_PRELOAD", buf, 1);
+    } else {
+        unsetenv("MEMTRACE_LD_PRELOAD");
+        setenv("LD_PRELOAD", preload, 1);
+    }
+    setenv("MEMTRACE_OUTPUT", out, 1);
+    snprintf(buf, sizeof buf, "%d", (int)getpid());
+    setenv("MEMTRACE_ROOT_PID", buf, 1);
+    snprintf(buf, sizeof buf, "%u", o->rss_interval);
+    setenv("MEMTRACE_RSS_INTERVAL", buf, 1);
+    setenv("MEMTRACE_FOLLOW_FORK", o->follow_fork ? "1" : "0", 1);
+    setenv("MEMTRACE_QUIET", o->quiet ? "1" : "0", 1);
+    setenv("MEMTRACE_FORCE", o->force ? "1" : "0", 1);
+}
+
+/* Builds the child's argv: the program as given, or the interpreter with
+ * -m/-c/script and the arguments. */
+static char **child_argv(const run_opts_t *o, const char *python)
+{
+    char **av = calloc((size_t)o->nrest + 4, sizeof *av);
+    if (!av)
+        return NULL;
+    int k = 0;
+    if (o->python_mode) {
+        av[k++] = (char *)python;
+        if (o->module) {
+            av[k++] = "-m";
+            av[k++] = (char *)o->module;
+        } else if (o->code) {
+            av[k++] = "-c";
+            av[k++] = (char *)o->code;
+        }
+    }
+    for (int i = 0; i < o->nrest; i++)
+        av[k++] = o->rest[i];
+    return av;
+}
+
+static int wait_status(pid_t pid)
+{
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR)
+            return 1;
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return 1;
+}
+
+int mt__cmd_run(int argc, char **argv)
+{
+    run_opts_t o;
+    int rc = parse_run(argc, argv, &o);
+    if (rc)
+        return rc > 0 ? 0 : 2;
+
+    char preload[PATH_MAX];
+    if (find_preload(preload, sizeof preload) != 0) {
+        fprintf(stderr, "memtrace run: cannot find %s next to the memtrace "
+                        "binary or in ../lib/memtrace\n", MT_PRELOAD_NAME);
+        return 2;
+    }
+
+    /* What runs: the program, or the Python interpreter. */
+    char prog[PATH_MAX], python[PATH_MAX] = "";
+    if (o.python_mode) {
+        const char *want = o.python ? o.python : "python3";
+        if (find_on_path(want, prog, sizeof prog) != 0) {
+            fprintf(stderr, "memtrace run: cannot find the Python interpreter "
+                            "'%s' (use --python PATH)\n", want);
+            return 2;
+        }
+        resolve_python(prog, python, sizeof python);
+        snprintf(prog, sizeof prog, "%s", python);
+    } else if (find_on_path(o.rest[0], prog, sizeof prog) != 0) {
+        fprintf(stderr, "memtrace run: cannot run '%s': %s\n", o.rest[0],
+                strchr(o.rest[0], '/') ? "not an executable file"
+                                       : "command not found on PATH");
+        return 127;
+    }
+    if (is_static_elf(prog)) {
+        fprintf(stderr, "memtrace run: %s is statically linked; memtrace "
+                        "traces dynamically linked programs only\n", prog);
+        return 2;
+    }
+
+    /* The capture path, absolute (the program may chdir). */
+    char out[PATH_MAX], cwd[PATH_MAX];
+    const char *name = o.module ? o.module : o.code ? "python" : base_name(o.rest[0]);
+    if (o.output)
+        snprintf(out, sizeof out, "%s", o.output);
+    else
+        snprintf(out, sizeof out, "memtrace-%s.%d.bin", name, (int)getpid());
+    if (out[0] != '/' && getcwd(cwd, sizeof cwd)) {
+        char tmp[PATH_MAX];
+        if ((size_t)snprintf(tmp, sizeof tmp, "%s/%s", cwd, out) >= sizeof tmp) {
+            fprintf(stderr, "memtrace run: capture path too long\n");
+            return 2;
+        }
+        memcpy(out, tmp, sizeof out);
+    }
+    if (create_capture(out, o.force) != 0)
+        return 2;
+
+    char **av = child_argv(&o, python);
+    int errpipe[2];
+    if (!av || pipe2(errpipe, O_CLOEXEC) != 0) {
+        perror("memtrace run");
+        return 2;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("memtrace run: fork");
+        return 2;
+    }
+    if (pid == 0) {
+        close(errpipe[0]);
+        set_child_env(&o, preload, out);
+        execv(prog, av);
+        int err = errno;
+        ssize_t w = write(errpipe[1], &err, sizeof err);
+        (void)w;
+        _exit(127);
+    }
+    close(errpipe[1]);
+    child_pid = pid;
+    /* The terminal sends ^C to the whole process group: the program gets
+     * it; memtrace waits for the program to finish with it. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    signal(SIGTERM, forward_signal);
+    signal(SIGHUP, forward_signal);
+    int exec_err = 0;
+    ssize_t got = read(errpipe[0], &exec_err, sizeof exec_err);
+    close(errpipe[0]);
+    int status = wait_status(pid);
+    if (got == (ssize_t)sizeof exec_err) {
+        fprintf(stderr, "memtrace run: cannot run %s: %s\n", prog, strerror(exec_err));
+        unlink(out);
+        return 127;
+    }
+
+    struct stat st;
+    if (stat(out, &st) != 0 || st.st_size == 0) {
+        fprintf(stderr, "memtrace run: no capture was written to %s (the "
+                        "program was not traced: setuid, or it cleared "
+                        "LD_PRELOAD?)\n", out);
+        unlink(out);
+        return status;
+    }
+    if (!o.quiet)
+        fprintf(stderr, "memtrace: wrote %s (%.1f KiB); see: memtrace summary %s\n",
+                out, st.st_size / 1024.0, out);
+    if (o.report_top)
+        print_report(out, o.report_top);
+    free(av);
+    return status;
+}

@@ -1,0 +1,149 @@
+/* reporters.h: reports built from a loaded capture (summary, report, stats)
+ * and the pieces every report shares: the views of the heap (at the peak,
+ * at the end, over the whole run), grouping allocations by site, stacks,
+ * and human-readable sizes. Reporters read a capture through reader.h only.
+ *
+ * Nothing here is thread-safe: a capture and everything built from it are
+ * used by one thread at a time. */
+#ifndef MEMTRACE_REPORTERS_H
+#define MEMTRACE_REPORTERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "memtrace/memtrace.h"
+#include "memtrace/reader.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Which amounts of mt_node_stats_t a report looks at. */
+typedef enum mt_view_e {
+    MT_VIEW_PEAK = 0,  /* live at the high-water mark (the default) */
+    MT_VIEW_LEAKS,     /* live when tracing ended (--leaks) */
+    MT_VIEW_TOTAL,     /* everything allocated over the run */
+    MT_VIEW_TEMPORARY, /* allocations freed soon after they were made */
+} mt_view_t;
+
+/* Options of the reports. Zero-initialise and set what you need. */
+typedef struct mt_report_opts_s {
+    int json;        /* 1: JSON instead of text */
+    size_t top;      /* number of sites; 0 means the report's default */
+    mt_view_t view;  /* report only: any MT_VIEW_* (default peak) */
+} mt_report_opts_t;
+
+/* Default number of sites of `memtrace report` and of summary/stats. */
+#define MT_REPORT_DEFAULT_TOP 10
+#define MT_SUMMARY_TOP 5
+
+/* Stacks in JSON and text are cut after this many frames. */
+#define MT_REPORT_MAX_STACK 128
+
+/* Returns the amount of view in st (for MT_VIEW_* out of range: zero). */
+MT_EXTERN mt_amount_t mt_view_amount(const mt_node_stats_t *st,
+                                     mt_view_t view);
+
+/* ---- Sites ------------------------------------------------------------- */
+
+/* Symbolizes one trace-tree node into up to max frames, innermost first,
+ * and returns how many (0 for the root). mt_capture_frames() has this shape;
+ * tests pass their own. Strings must stay valid while the sites live. */
+typedef size_t (*mt_frames_fn)(void *ctx, uint32_t node, mt_frame_t *frames,
+                               size_t max);
+
+/* One site: where allocations were made, with the amounts of one view.
+ * The site is the innermost Python frame of a stack, or, when it has none,
+ * its innermost frame outside the allocator (mt_frame_is_allocator). A stack
+ * with no frame at all (node 0) belongs to the site "<unknown>". */
+typedef struct mt_site_s {
+    mt_frame_t frame;          /* strings owned by the mt_sites_t */
+    mt_amount_t amount;        /* sum over every node whose site this is */
+    uint32_t heaviest_node;    /* the node with the most bytes here */
+    mt_amount_t heaviest;      /* that node's amount */
+} mt_site_t;
+
+typedef struct mt_sites_s mt_sites_t;
+
+/* Groups the amounts of view by site, symbolizing with mt_capture_frames().
+ * Sites with a zero amount are left out. Returns 0 and *out (owned by the
+ * caller, release with mt_sites_free; it borrows cap, which must outlive it),
+ * or MT_ENOMEM. Sites come sorted by bytes, largest first. */
+MT_EXTERN int mt_sites_build(mt_capture_t *cap, mt_view_t view,
+                             mt_sites_t **out);
+
+/* The same with another symbolizer: fn(ctx, node, ...). */
+MT_EXTERN int mt_sites_build_with(mt_capture_t *cap, mt_view_t view,
+                                  mt_frames_fn fn, void *ctx,
+                                  mt_sites_t **out);
+
+/* Frees the sites; NULL is fine. */
+MT_EXTERN void mt_sites_free(mt_sites_t *sites);
+
+/* Number of sites, and site i (borrowed; i < count). */
+MT_EXTERN size_t mt_sites_count(const mt_sites_t *sites);
+MT_EXTERN const mt_site_t *mt_sites_get(const mt_sites_t *sites, size_t i);
+
+/* Re-sorts: by_count = 0 by bytes, 1 by allocation count; ties by the other
+ * amount, then by function, file and line, so the order is deterministic. */
+MT_EXTERN void mt_sites_sort(mt_sites_t *sites, int by_count);
+
+/* Index of the site that node's allocations belong to (at its current
+ * sort position), or SIZE_MAX when node had no amount in this view. */
+MT_EXTERN size_t mt_sites_of_node(const mt_sites_t *sites, uint32_t node);
+
+/* The stack of node, innermost first, into frames[0, max): the frames of
+ * node, then of its parent, up to the root, with the innermost frames that
+ * are inside the allocator left out. Returns the number written; sets
+ * *truncated (when not NULL) to 1 when the stack had more than max frames.
+ * Frame strings are owned by the capture (or the test's symbolizer). */
+MT_EXTERN size_t mt_sites_stack(mt_sites_t *sites, uint32_t node,
+                                mt_frame_t *frames, size_t max,
+                                int *truncated);
+
+/* 1 when frame is inside the allocator itself: malloc and its family,
+ * mmap and friends, C++ operator new, Python's PyMem_ / PyObject_ allocator
+ * entry points, libc's allocating string helpers (strdup, asprintf...), and
+ * anything in memtrace's own preload library. */
+MT_EXTERN int mt_frame_is_allocator(const mt_frame_t *frame);
+
+/* 1 when frame is a Python frame: no shared object, and a file that ends in
+ * ".py"/".pyw" or is a pseudo-file such as "<string>". */
+MT_EXTERN int mt_frame_is_python(const mt_frame_t *frame);
+
+/* ---- Text helpers ------------------------------------------------------ */
+
+/* Writes bytes as a human-readable size into buf ("512 B", "1.5 KiB",
+ * "12.3 MiB", "2.0 GiB", up to "EiB"; one decimal from KiB on). Returns buf.
+ * len of 16 is always enough. */
+MT_EXTERN char *mt_format_size(uint64_t bytes, char *buf, size_t len);
+
+/* Writes s to out so that a terminal shows it and never interprets it:
+ * control characters (C0, DEL, C1) and bytes that are not valid UTF-8
+ * come out as \xNN. NULL prints as "". Returns 0 or -1 on a write error. */
+MT_EXTERN int mt_fputs_escaped(const char *s, FILE *out);
+
+/* ---- Reports ----------------------------------------------------------- */
+/* Each writes one report of cap to out, as text or JSON (opts->json), and
+ * returns 0, MT_ENOMEM, or MT_EIO when writing failed. The JSON shapes are
+ * documented at the top of the reporter's file and in `memtrace help`. */
+
+/* `memtrace summary`: peak, current, totals and the top 5 sites at the peak. */
+MT_EXTERN int mt_report_summary(FILE *out, mt_capture_t *cap,
+                                const mt_report_opts_t *opts);
+
+/* `memtrace report`: current and peak, then the top N sites (at the peak,
+ * or live at the end with MT_VIEW_LEAKS) with their heaviest stack. */
+MT_EXTERN int mt_report_top(FILE *out, mt_capture_t *cap,
+                            const mt_report_opts_t *opts);
+
+/* `memtrace stats`: counts, allocators, size histogram, and the top 5 sites
+ * by bytes allocated and by number of allocations over the whole run. */
+MT_EXTERN int mt_report_stats(FILE *out, mt_capture_t *cap,
+                              const mt_report_opts_t *opts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,143 @@
+/* report_util.c: how frames, sites and stacks look in every report, as
+ * JSON objects and as tracemalloc-style text lines. */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "report_util.h"
+
+void mt__json_frame(mt_json_t *j, const mt_frame_t *f)
+{
+    mt__json_begin_object_compact(j);
+    mt__json_key(j, "function");
+    mt__json_string(j, f->function ? f->function : "");
+    mt__json_key(j, "file");
+    mt__json_string(j, f->file ? f->file : "");
+    mt__json_key(j, "line");
+    mt__json_uint(j, f->line);
+    mt__json_key(j, "module");
+    mt__json_string(j, f->module ? f->module : "");
+    mt__json_end_object(j);
+}
+
+void mt__json_site_entry(mt_json_t *j, mt_sites_t *sites,
+                         const mt_site_t *site)
+{
+    mt_frame_t stack[MT_REPORT_MAX_STACK];
+    int truncated = 0;
+    size_t n = mt_sites_stack(sites, site->heaviest_node, stack,
+                              MT_REPORT_MAX_STACK, &truncated);
+    mt__json_begin_object(j);
+    mt__json_key(j, "bytes");
+    mt__json_uint(j, site->amount.bytes);
+    mt__json_key(j, "count");
+    mt__json_uint(j, site->amount.count);
+    mt__json_key(j, "site");
+    mt__json_frame(j, &site->frame);
+    mt__json_key(j, "stack");
+    mt__json_begin_array(j);
+    for (size_t i = 0; i < n; i++)
+        mt__json_frame(j, &stack[i]);
+    mt__json_end_array(j);
+    mt__json_key(j, "stack_truncated");
+    mt__json_bool(j, truncated);
+    mt__json_end_object(j);
+}
+
+void mt__json_site_list(mt_json_t *j, mt_sites_t *sites, size_t n)
+{
+    size_t count = mt_sites_count(sites);
+    if (n > count)
+        n = count;
+    mt__json_begin_array(j);
+    for (size_t i = 0; i < n; i++)
+        mt__json_site_entry(j, sites, mt_sites_get(sites, i));
+    mt__json_end_array(j);
+}
+
+void mt__text_location(FILE *out, const mt_frame_t *f)
+{
+    const char *file = f->file ? f->file : "";
+    const char *function = f->function ? f->function : "";
+    if (f->line && file[0]) {
+        mt_fputs_escaped(file, out);
+        fprintf(out, ":%u", f->line);
+        return;
+    }
+    /* No line: the function ("ls+0x180b0", "0x401000", or a symbol without
+     * debug info) says more than the shared object's path. */
+    mt_fputs_escaped(function[0] ? function : file[0] ? file : "<unknown>",
+                     out);
+}
+
+void mt__text_frame(FILE *out, const mt_frame_t *f)
+{
+    const char *file = f->file ? f->file : "";
+    const char *function = f->function ? f->function : "";
+    if (f->line && file[0]) {
+        mt__text_location(out, f);
+        fputs(" in ", out);
+        mt_fputs_escaped(function, out);
+    } else if (file[0] && function[0]) {
+        mt_fputs_escaped(function, out);
+        fputs(" (", out);
+        mt_fputs_escaped(file, out);
+        fputc(')', out);
+    } else {
+        mt__text_location(out, f);
+    }
+}
+
+const char *mt__plural(uint64_t n, const char *one, const char *many)
+{
+    return n == 1 ? one : many;
+}
+
+void mt__text_site_entry(FILE *out, mt_sites_t *sites, const mt_site_t *site,
+                         size_t rank, int traceback)
+{
+    char size[32];
+    fprintf(out, "#%zu: ", rank);
+    mt__text_location(out, &site->frame);
+    fprintf(out, ": %s in %" PRIu64 " %s\n",
+            mt_format_size(site->amount.bytes, size, sizeof size),
+            site->amount.count,
+            mt__plural(site->amount.count, "allocation", "allocations"));
+    if (!traceback)
+        return;
+    mt_frame_t stack[MT_REPORT_MAX_STACK];
+    int truncated = 0;
+    size_t n = mt_sites_stack(sites, site->heaviest_node, stack,
+                              MT_REPORT_MAX_STACK, &truncated);
+    for (size_t i = 0; i < n; i++) {
+        fputs("    ", out);
+        mt__text_frame(out, &stack[i]);
+        fputs(stack[i].inlined ? " (inlined)\n" : "\n", out);
+    }
+    if (truncated)
+        fprintf(out, "    ... (stack cut after %d frames)\n",
+                MT_REPORT_MAX_STACK);
+}
+
+char *mt__command_line(const mt_header_t *hdr, char *buf, size_t len)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; hdr->argv && hdr->argv[i] && used + 1 < len; i++) {
+        int n = snprintf(buf + used, len - used, "%s%s", i ? " " : "",
+                         hdr->argv[i]);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    if (used >= len)
+        buf[len - 1] = '\0';
+    return buf;
+}
+
+int mt__report_done(FILE *out, int rc)
+{
+    if (fflush(out) != 0 || ferror(out))
+        return rc ? rc : MT_EIO;
+    return rc;
+}

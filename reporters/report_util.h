@@ -1,0 +1,46 @@
+/* report_util.h: pieces the reports share, private to reporters/: writing a
+ * frame, a site with its heaviest stack, and the capture's identity, the
+ * same way in every report. */
+#ifndef MT_REPORTERS_REPORT_UTIL_H
+#define MT_REPORTERS_REPORT_UTIL_H
+
+#include <stdio.h>
+
+#include "json.h"
+#include "memtrace/reporters.h"
+
+/* {"function": str, "file": str, "line": int, "module": str} */
+void mt__json_frame(mt_json_t *j, const mt_frame_t *f);
+
+/* {"bytes": int, "count": int, "site": frame, "stack": [frame...],
+ *  "stack_truncated": bool}: stack is the site's heaviest stack, innermost
+ * first, cut after MT_REPORT_MAX_STACK frames (then stack_truncated). */
+void mt__json_site_entry(mt_json_t *j, mt_sites_t *sites,
+                         const mt_site_t *site);
+
+/* The first n sites of sites as a JSON array of site entries. */
+void mt__json_site_list(mt_json_t *j, mt_sites_t *sites, size_t n);
+
+/* Where a site is, for a heading: "file:line", or without a line the
+ * function ("ls+0x180b0", "0x401000"), or the file; escaped. */
+void mt__text_location(FILE *out, const mt_frame_t *f);
+
+/* A traceback line: "file:line in function", or "function (file)" without
+ * a line, or just the function when there is no file; escaped. */
+void mt__text_frame(FILE *out, const mt_frame_t *f);
+
+/* "#rank: location: SIZE in N allocations", then, with traceback, the
+ * site's heaviest stack as "    location in function" lines. */
+void mt__text_site_entry(FILE *out, mt_sites_t *sites, const mt_site_t *site,
+                         size_t rank, int traceback);
+
+/* "12 allocations" / "1 allocation" */
+const char *mt__plural(uint64_t n, const char *one, const char *many);
+
+/* The program's arguments joined by spaces into buf (cut to fit). */
+char *mt__command_line(const mt_header_t *hdr, char *buf, size_t len);
+
+/* Flushes out and turns a write error into MT_EIO. */
+int mt__report_done(FILE *out, int rc);
+
+#endif
