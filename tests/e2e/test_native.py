@@ -1,0 +1,256 @@
+"""End-to-end: native programs under `memtrace run`, checked through the
+summary and report JSON with numbers a wrong tracer or reader would miss."""
+import os
+import signal
+import stat
+import subprocess
+import time
+import unittest
+
+from harness import (CaptureTest, memtrace, prog, report_json,
+                     sites_by_function)
+
+MIB = 1 << 20
+
+# tests/progs/known_allocs.c, function by function: what is live at the
+# end (leaks) and at the high-water mark (inside big_peak).
+LEAKED = {"make_small": (4000, 40), "aligned": (1024, 1),
+          "anon_mmap": (512 << 10, 1), "thread_work": (8000, 8)}
+AT_PEAK = {"make_small": (4000, 40), "aligned": (1024, 1),
+           "big_peak": (10 * MIB, 1)}
+# Every allocation the program makes itself, by function.
+OWN_COUNTS = {"make_small": 100, "make_calloc": 10, "realloc_chain": 3,
+              "aligned": 4, "big_peak": 1, "anon_mmap": 1, "thread_work": 800}
+LIBC = ("libc.so", "ld-linux")
+
+
+def from_libc(entry):
+    """An allocation site inside the C library or the dynamic loader (their
+    own allocations: thread set-up, for instance)."""
+    return any(name in entry["site"].get("module", "") + entry["site"]["file"]
+               for name in LIBC)
+
+
+class KnownAllocations(CaptureTest):
+    def setUp(self):
+        super().setUp()
+        self.capture, cp = self.record([prog("known_allocs")])
+        self.assertEqual(cp.stdout, "known_allocs: done\n")
+
+    def test_leaks_exact_by_site(self):
+        rep = report_json("report", self.capture, "--leaks", "--top", "1000")
+        sites = sites_by_function(rep)
+        for fn, (size, count) in LEAKED.items():
+            self.assertIn(fn, sites, f"no leak site {fn}: {list(sites)}")
+            self.assertEqual((sites[fn]["bytes"], sites[fn]["count"]),
+                             (size, count), fn)
+        # Everything else still live is the C library's own.
+        others = [e for f, e in sites.items() if f not in LEAKED]
+        for e in others:
+            self.assertTrue(from_libc(e), f"unexpected leak site {e['site']}")
+        self.assertEqual(rep["current_bytes"],
+                         sum(e["bytes"] for e in rep["top"]))
+
+    def test_peak_exact_by_site(self):
+        rep = report_json("report", self.capture, "--top", "1000")
+        sites = sites_by_function(rep)
+        for fn, (size, count) in AT_PEAK.items():
+            self.assertIn(fn, sites, f"no peak site {fn}: {list(sites)}")
+            self.assertEqual((sites[fn]["bytes"], sites[fn]["count"]),
+                             (size, count), fn)
+        for f, e in sites.items():
+            if f not in AT_PEAK:
+                self.assertTrue(from_libc(e), f"unexpected peak site {e['site']}")
+        self.assertEqual(rep["peak_bytes"], sum(e["bytes"] for e in rep["top"]))
+        # The innermost frame of the heaviest stack is the site itself, and
+        # main called it.
+        stack = [f["function"] for f in sites["big_peak"]["stack"]]
+        self.assertEqual(stack[0], "big_peak")
+        self.assertIn("main", stack)
+
+    def test_summary_totals(self):
+        s = report_json("summary", self.capture)
+        leaks = report_json("report", self.capture, "--leaks", "--top", "1000")
+        libc_live = sum(e["bytes"] for e in leaks["top"] if from_libc(e))
+        self.assertEqual(s["current_bytes"],
+                         sum(b for b, _ in LEAKED.values()) + libc_live)
+        self.assertGreaterEqual(s["peak_bytes"], 10 * MIB + 4000 + 1024)
+        # Allocations minus frees is what is live at the end.
+        self.assertEqual(s["total_allocations"] - s["total_frees"],
+                         s["current_allocations"])
+        # Every allocation is either the program's own, site by site, or
+        # the C library's (thread set-up), which are counted, not guessed.
+        everything = report_json("report", self.capture, "--all-allocations",
+                                 "--top", "1000")
+        own = sites_by_function(everything)
+        self.assertEqual(
+            {f: own[f]["count"] for f in OWN_COUNTS}, OWN_COUNTS)
+        libc_count = sum(e["count"] for e in everything["top"] if from_libc(e))
+        self.assertEqual(libc_count + sum(OWN_COUNTS.values()),
+                         s["total_allocations"])
+        self.assertEqual(everything["view_allocations"], s["total_allocations"])
+        # main thread + 8 workers
+        self.assertEqual(s["threads"], 9)
+        self.assertTrue(s["native"])
+        self.assertIsNone(s["python_version"])
+        self.assertGreater(s["peak_rss_bytes"], 10 * MIB)
+
+    def test_capture_is_private(self):
+        self.assertEqual(stat.S_IMODE(os.stat(self.capture).st_mode), 0o600)
+
+
+class Threads(CaptureTest):
+    def test_no_event_lost(self):
+        """8 threads x 1,000,000 malloc/free pairs: every pair is there."""
+        capture, cp = self.record([prog("stress"), "8", "1000000"])
+        self.assertEqual(cp.stdout, "8000000 pairs\n")
+        s = report_json("summary", capture)
+        self.assertGreaterEqual(s["total_allocations"], 8_000_000)
+        self.assertLess(s["total_allocations"], 8_000_000 + 100)
+        self.assertEqual(s["total_allocations"] - s["total_frees"],
+                         s["current_allocations"])
+        self.assertEqual(s["threads"], 9)
+
+
+class Lifecycle(CaptureTest):
+    def run_mode(self, mode, status=0, extra=()):
+        capture, cp = self.record([prog("lifecycle"), mode], extra=extra,
+                                  expect_status=status, timeout=60)
+        untraced = subprocess.run([prog("lifecycle"), mode], capture_output=True,
+                                  text=True, timeout=60)
+        self.assertEqual(untraced.returncode, status)
+        self.assertEqual(cp.stdout, untraced.stdout)
+        return capture
+
+    def summary(self, capture):
+        s = report_json("summary", capture)
+        self.assertEqual(s["total_allocations"] - s["total_frees"],
+                         s["current_allocations"])
+        return s
+
+    def test_fork_child_stops_tracing(self):
+        capture = self.run_mode("fork")
+        sites = sites_by_function(
+            report_json("report", capture, "--leaks", "--top", "1000"))
+        self.assertEqual(sites["parent_work"]["count"], 10)
+        self.assertNotIn("child_work", sites)
+        self.assertEqual([f for f in os.listdir(self.tmp)], ["out.bin"])
+
+    def test_follow_fork_child_writes_its_own(self):
+        capture = self.run_mode("fork", extra=("--follow-fork",))
+        children = [f for f in os.listdir(self.tmp) if f.startswith("out.bin.")]
+        self.assertEqual(len(children), 1, os.listdir(self.tmp))
+        child = sites_by_function(report_json(
+            "report", self.path(children[0]), "--leaks", "--top", "1000"))
+        self.assertEqual((child["child_work"]["bytes"],
+                          child["child_work"]["count"]), (20000, 10))
+        parent = sites_by_function(
+            report_json("report", capture, "--leaks", "--top", "1000"))
+        self.assertNotIn("child_work", parent)
+
+    def test_fork_exec_not_traced(self):
+        self.run_mode("fork-exec")
+        self.assertEqual(os.listdir(self.tmp), ["out.bin"])
+
+    def test_exit_while_threads_allocate(self):
+        s = self.summary(self.run_mode("exit-threads"))
+        self.assertGreater(s["total_allocations"], 1000)
+
+    def test_signal_handler_allocates(self):
+        self.summary(self.run_mode("signals"))
+
+    def test_thread_churn(self):
+        capture = self.run_mode("churn")
+        s = self.summary(capture)
+        self.assertEqual(s["threads"], 201)
+        rep = report_json("report", capture, "--leaks", "--top", "1000")
+        self.assertNotIn("short_thread", sites_by_function(rep))
+
+    def test_dlopen_loop(self):
+        self.summary(self.run_mode("dlopen"))
+
+    def test_underscore_exit_flushes_everything(self):
+        capture = self.run_mode("_exit", status=7)
+        sites = sites_by_function(
+            report_json("report", capture, "--leaks", "--top", "1000"))
+        self.assertEqual(sites["before_crash"]["count"], 5)
+
+    def test_abort_and_segv_leave_readable_capture(self):
+        for mode, sig in (("abort", signal.SIGABRT), ("segv", signal.SIGSEGV)):
+            capture, cp = self.record([prog("lifecycle"), mode], name=mode + ".bin",
+                                      expect_status=128 + sig)
+            sites = sites_by_function(
+                report_json("report", capture, "--leaks", "--top", "1000"))
+            self.assertEqual(sites["before_crash"]["count"], 5, mode)
+
+    def test_sigkill_reads_up_to_last_block(self):
+        out = self.path("killed.bin")
+        p = subprocess.Popen([memtrace_path(), "run", "-o", out, "--",
+                              prog("lifecycle"), "loop"],
+                             stdout=subprocess.PIPE, text=True)
+        self.assertEqual(p.stdout.readline(), "ready\n")
+        time.sleep(0.5)
+        # Kill the program, not memtrace: find memtrace's child.
+        child = int(open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()[0])
+        os.kill(child, signal.SIGKILL)
+        self.assertEqual(p.wait(timeout=30), 128 + signal.SIGKILL)
+        cp = memtrace("summary", out, "--json")
+        self.assertIn("warning", cp.stderr)
+        import json
+        s = json.loads(cp.stdout)
+        self.assertGreater(s["total_allocations"], 1000)
+        self.assertEqual(s["total_allocations"] - s["total_frees"],
+                         s["current_allocations"])
+
+
+def memtrace_path():
+    from harness import MEMTRACE
+    return MEMTRACE
+
+
+class Runner(CaptureTest):
+    def test_exit_status_and_streams_pass_through(self):
+        _, cp = self.record(["/bin/sh", "-c", "read x; echo out $x; echo err >&2; exit 5"],
+                            expect_status=5, input="hello\n")
+        self.assertEqual(cp.stdout, "out hello\n")
+        self.assertTrue(cp.stderr.startswith("err\n"), cp.stderr)
+
+    def test_environment_is_the_programs(self):
+        env = dict(os.environ, LD_PRELOAD="", MY_VAR="x")
+        env.pop("LD_PRELOAD")
+        _, cp = self.record(["/usr/bin/env"], env=env)
+        names = {line.split("=", 1)[0] for line in cp.stdout.splitlines()}
+        self.assertIn("MY_VAR", names)
+        self.assertFalse([n for n in names if n.startswith("MEMTRACE_")], names)
+        self.assertNotIn("LD_PRELOAD", names)
+
+    def test_refuses_to_overwrite_without_force(self):
+        out, _ = self.record(["/bin/true"])
+        cp = memtrace("run", "-o", out, "--", "/bin/true", check=False)
+        self.assertEqual(cp.returncode, 2)
+        self.assertIn("exists", cp.stderr)
+        memtrace("run", "-f", "-o", out, "--", "/bin/true")
+
+    def test_never_follows_a_planted_symlink(self):
+        target = self.path("victim")
+        with open(target, "w") as f:
+            f.write("precious")
+        link = self.path("link.bin")
+        os.symlink(target, link)
+        cp = memtrace("run", "-o", link, "--", "/bin/true", check=False)
+        self.assertEqual(cp.returncode, 2)
+        self.assertEqual(open(target).read(), "precious")
+
+    def test_missing_program(self):
+        cp = memtrace("run", "-o", self.path("x.bin"), "--", "/nonexistent/prog",
+                      check=False)
+        self.assertEqual(cp.returncode, 127)
+        self.assertIn("cannot run", cp.stderr)
+        self.assertFalse(os.path.exists(self.path("x.bin")))
+
+    def test_signal_death_is_128_plus_n(self):
+        self.record(["/bin/sh", "-c", "kill -TERM $$"], expect_status=128 + 15)
+
+
+if __name__ == "__main__":
+    unittest.main()

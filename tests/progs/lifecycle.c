@@ -1,0 +1,212 @@
+/* lifecycle.c: the nasty cases a tracer inside a process must survive, one
+ * mode per argument. Each mode prints what it did, so a test can compare a
+ * traced run's output with an untraced one.
+ *   loop            allocate forever (killed by the test)
+ *   fork            fork while another thread allocates; child allocates
+ *   fork-exec       fork and exec /bin/sh -c 'exit 3'
+ *   exit-threads    exit() while 4 threads are allocating
+ *   signals         SIGALRM handler that allocates, every 1 ms, for 0.5 s
+ *   churn           200 short threads, created and joined one by one
+ *   abort | segv    allocate, wait for a flush, then crash
+ *   _exit           allocate then _exit(7) at once
+ *   dlopen          dlopen/dlclose a library 200 times
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline))
+
+static void *volatile sink;
+static atomic_int stop;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+NOINLINE static void *spinner(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        void *p = malloc(48);
+        sink = p;
+        free(p);
+    }
+    return NULL;
+}
+
+NOINLINE static void loop_forever(void)
+{
+    void *ring[64] = {0};
+    for (unsigned long i = 0;; i++) {
+        free(ring[i % 64]);
+        ring[i % 64] = malloc(64 + i % 64);
+        if (i == 1000) {
+            puts("ready");
+            fflush(stdout);
+        }
+        if (i % 1000 == 0)
+            sleep_ms(1);
+    }
+}
+
+NOINLINE static void parent_work(void)
+{
+    for (int i = 0; i < 10; i++)
+        sink = malloc(1000);
+}
+
+NOINLINE static void child_work(void)
+{
+    for (int i = 0; i < 10; i++)
+        sink = malloc(2000);
+}
+
+static int do_fork(int exec_child)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, spinner, NULL);
+    sleep_ms(20);
+    parent_work();
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (exec_child) {
+            execl("/bin/sh", "sh", "-c", "exit 3", (char *)NULL);
+            _exit(99);
+        }
+        child_work();
+        exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    atomic_store(&stop, 1);
+    pthread_join(t, NULL);
+    printf("child exited %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    return 0;
+}
+
+static int exit_with_threads(void)
+{
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, spinner, NULL);
+    sleep_ms(100);
+    puts("exiting");
+    fflush(stdout);
+    exit(0);
+}
+
+static atomic_long handled;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    void *p = malloc(24); /* not async-signal-safe, and programs do it */
+    free(p);
+    atomic_fetch_add(&handled, 1);
+}
+
+static int signals(void)
+{
+    signal(SIGALRM, on_alarm);
+    struct itimerval it = {{0, 1000}, {0, 1000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    long n = 0;
+    do {
+        void *p = malloc(100);
+        free(p);
+        n++;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while ((now.tv_sec - start.tv_sec) * 1000 +
+                 (now.tv_nsec - start.tv_nsec) / 1000000 < 500);
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+    printf("signals handled: %s\n", atomic_load(&handled) > 0 ? "yes" : "no");
+    return 0;
+}
+
+NOINLINE static void *short_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 10; i++)
+        free(malloc(100));
+    return malloc(100); /* handed back to the joiner, which frees it */
+}
+
+static int churn(void)
+{
+    for (int i = 0; i < 200; i++) {
+        pthread_t t;
+        void *r;
+        pthread_create(&t, NULL, short_thread, NULL);
+        pthread_join(t, &r);
+        free(r);
+    }
+    puts("churned 200 threads");
+    return 0;
+}
+
+NOINLINE static void before_crash(void)
+{
+    for (int i = 0; i < 5; i++)
+        sink = malloc(1000);
+}
+
+static int dlopen_loop(void)
+{
+    int ok = 0;
+    for (int i = 0; i < 200; i++) {
+        void *h = dlopen("libutil.so.1", RTLD_NOW | RTLD_LOCAL);
+        if (h) {
+            ok++;
+            dlclose(h);
+        }
+        free(malloc(10));
+    }
+    printf("dlopen %d\n", ok);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    if (!strcmp(mode, "loop"))
+        loop_forever();
+    if (!strcmp(mode, "fork"))
+        return do_fork(0);
+    if (!strcmp(mode, "fork-exec"))
+        return do_fork(1);
+    if (!strcmp(mode, "exit-threads"))
+        return exit_with_threads();
+    if (!strcmp(mode, "signals"))
+        return signals();
+    if (!strcmp(mode, "churn"))
+        return churn();
+    if (!strcmp(mode, "dlopen"))
+        return dlopen_loop();
+    if (!strcmp(mode, "abort") || !strcmp(mode, "segv") || !strcmp(mode, "_exit")) {
+        before_crash();
+        if (mode[0] == '_')
+            _exit(7);
+        sleep_ms(400); /* at least one writer round */
+        if (mode[0] == 'a')
+            abort();
+        volatile int *bad = NULL;
+        return *bad;
+    }
+    fprintf(stderr, "lifecycle: unknown mode '%s'\n", mode);
+    return 2;
+}
