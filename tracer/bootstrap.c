@@ -42,9 +42,14 @@ size_t mt__bootstrap_size(const void *p)
     return size;
 }
 
+/* The next definition after ours; when this library was dlopen'ed with
+ * RTLD_LOCAL (memtrace.Tracker) there may be none "next", and the global
+ * one is the real one, since ours is not global then. */
 #define MT_RESOLVE(field, name)                                                \
     do {                                                                       \
         void *sym_ = dlsym(RTLD_NEXT, name);                                   \
+        if (!sym_)                                                             \
+            sym_ = dlsym(RTLD_DEFAULT, name);                                  \
         memcpy(&mt__real.field, &sym_, sizeof sym_);                           \
     } while (0)
 

@@ -15,6 +15,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "memtrace/memtrace.h"
+#include "memtrace/tracer.h"
 #include "tracer.h"
 
 #define MT_EXPORT __attribute__((visibility("default")))
@@ -291,6 +293,7 @@ MT_EXPORT void *dlopen(const char *file, int mode)
     void *h = mt__real.dlopen(file, mode);
     if (h && should_trace()) {
         mt__busy = 1;
+        mt__runtime_patch();
         mt__modules_scan();
         mt__busy = 0;
     }
@@ -324,4 +327,83 @@ MT_EXPORT void _exit(int status)
 MT_EXPORT void _Exit(int status)
 {
     _exit(status);
+}
+
+/* ---- PyMem domains (--trace-python-allocators) ----------------------------
+ * The wrapper of each domain forwards to the allocator it replaced (saved
+ * here, written once when installed) with the guard held, so what that
+ * allocator does underneath (pymalloc's arenas, malloc) is not recorded a
+ * second time. */
+static mt_pymem_allocator_t pymem_orig[3];
+
+static void *py_malloc(void *ctx, size_t size)
+{
+    const mt_pymem_allocator_t *o = &pymem_orig[(uintptr_t)ctx];
+    if (!should_trace())
+        return o->malloc(o->ctx, size);
+    mt__busy = 1;
+    void *p = o->malloc(o->ctx, size);
+    if (p)
+        note_alloc(MT_EV_PY_MALLOC, p, size, NULL, 0);
+    mt__busy = 0;
+    return p;
+}
+
+static void *py_calloc(void *ctx, size_t n, size_t size)
+{
+    const mt_pymem_allocator_t *o = &pymem_orig[(uintptr_t)ctx];
+    if (!should_trace())
+        return o->calloc(o->ctx, n, size);
+    mt__busy = 1;
+    void *p = o->calloc(o->ctx, n, size);
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total))
+        total = SIZE_MAX;
+    if (p)
+        note_alloc(MT_EV_PY_CALLOC, p, total, NULL, 0);
+    mt__busy = 0;
+    return p;
+}
+
+static void *py_realloc2(void *old, size_t size, size_t domain)
+{
+    const mt_pymem_allocator_t *o = &pymem_orig[domain];
+    return o->realloc(o->ctx, old, size);
+}
+
+static void *py_realloc(void *ctx, void *old, size_t size)
+{
+    const mt_pymem_allocator_t *o = &pymem_orig[(uintptr_t)ctx];
+    if (!should_trace())
+        return o->realloc(o->ctx, old, size);
+    return realloc_common(MT_EV_PY_REALLOC, old, size, py_realloc2, size,
+                          (uintptr_t)ctx);
+}
+
+static void py_free(void *ctx, void *p)
+{
+    const mt_pymem_allocator_t *o = &pymem_orig[(uintptr_t)ctx];
+    if (!p || !should_trace()) {
+        o->free(o->ctx, p);
+        return;
+    }
+    mt__busy = 1;
+    note_free(MT_EV_PY_FREE, p, 0);
+    o->free(o->ctx, p);
+    mt__busy = 0;
+}
+
+MT_API int mt_tracer_pymem_wrap(int domain, const mt_pymem_allocator_t *orig,
+                                mt_pymem_allocator_t *wrapped)
+{
+    if (domain < MT_PYMEM_RAW || domain > MT_PYMEM_OBJ || !orig || !wrapped ||
+        !orig->malloc || !orig->calloc || !orig->realloc || !orig->free)
+        return MT_EINVAL;
+    pymem_orig[domain] = *orig;
+    wrapped->ctx = (void *)(uintptr_t)domain;
+    wrapped->malloc = py_malloc;
+    wrapped->calloc = py_calloc;
+    wrapped->realloc = py_realloc;
+    wrapped->free = py_free;
+    return 0;
 }

@@ -135,6 +135,7 @@ static void fork_child(void)
     snprintf(mt__g.path + base, sizeof mt__g.path - base, ".%d", (int)getpid());
     pthread_mutex_lock(&mt__g.defs_lock);
     mt__modules_reemit_unlocked();
+    mt__python_reemit_unlocked();
     mt__stack_reemit_unlocked();
     pthread_mutex_unlock(&mt__g.defs_lock);
     mt__g.pid = getpid();
@@ -146,6 +147,11 @@ static void fork_child(void)
         mt__say("memtrace: cannot write capture %s: %s; child %d runs "
                 "untraced\n", mt__g.path, strerror(-rc), (int)getpid());
     mt__busy = was_busy;
+}
+
+void mt__install_fork_handlers(void)
+{
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 __attribute__((constructor)) static void mt_tracer_init(void)
@@ -179,7 +185,7 @@ __attribute__((constructor)) static void mt_tracer_init(void)
     if (!mt__g.follow_fork)
         scrub_environment();
     pthread_key_create(&mt__g.thread_key, mt__thread_exit);
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    mt__install_fork_handlers();
     start_tracing(create_excl);
     mt__busy = 0;
 }

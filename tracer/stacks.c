@@ -104,7 +104,7 @@ void mt__stack_reset_thread(mt_thread_t *t)
     t->prev_depth = 0;
 }
 
-uint32_t mt__stack_capture(mt_thread_t *t)
+int mt__native_unwind(uintptr_t *ips)
 {
     void *raw[MT_MAX_DEPTH + 8];
     int n = unw_backtrace(raw, MT_MAX_DEPTH + 8);
@@ -112,21 +112,24 @@ uint32_t mt__stack_capture(mt_thread_t *t)
         mt__self_range(&self_lo, &self_hi);
 
     /* Drop our own frames (the hook and what it called), then reverse into
-     * outermost-first order. */
+     * outermost-first order, keeping the innermost frames if too deep. */
     int inner = 0;
     while (inner < n && (uintptr_t)raw[inner] >= self_lo &&
            (uintptr_t)raw[inner] < self_hi)
         inner++;
-    uint32_t depth = (uint32_t)(n - inner);
+    int depth = n - inner;
     if (depth > MT_MAX_DEPTH)
-        depth = MT_MAX_DEPTH; /* keep the innermost frames */
-    uintptr_t ips[MT_MAX_DEPTH];
-    for (uint32_t i = 0; i < depth; i++)
+        depth = MT_MAX_DEPTH;
+    for (int i = 0; i < depth; i++)
         ips[i] = (uintptr_t)raw[inner + depth - 1 - i];
+    return depth;
+}
 
+uint32_t mt__stack_intern(mt_thread_t *t, const uintptr_t *keys, uint32_t depth)
+{
     /* Common prefix with the previous stack of this thread. */
     uint32_t same = 0, lim = depth < t->prev_depth ? depth : t->prev_depth;
-    while (same < lim && ips[same] == t->prev_ips[same])
+    while (same < lim && keys[same] == t->prev_ips[same])
         same++;
     if (same == depth && depth == t->prev_depth)
         return depth ? t->prev_nodes[depth - 1] : 0;
@@ -135,7 +138,8 @@ uint32_t mt__stack_capture(mt_thread_t *t)
     int rescanned = 0;
     pthread_mutex_lock(&mt__g.defs_lock);
     for (uint32_t i = same; i < depth; i++) {
-        if (MT_UNLIKELY(!rescanned && !mt__modules_contains_unlocked(ips[i]))) {
+        if (MT_UNLIKELY(!rescanned && !MT_KEY_IS_PYTHON(keys[i]) &&
+                        !mt__modules_contains_unlocked(keys[i]))) {
             /* A frame in a module we have not recorded (loaded by a path we
              * do not hook): record the modules before the node. The scan
              * takes the loader's lock, so never under defs_lock. */
@@ -144,16 +148,24 @@ uint32_t mt__stack_capture(mt_thread_t *t)
             pthread_mutex_lock(&mt__g.defs_lock);
             rescanned = 1;
         }
-        uint32_t id = trie_get_unlocked(parent, ips[i]);
+        uint32_t id = trie_get_unlocked(parent, keys[i]);
         if (!id) {
             depth = i;
             break;
         }
-        t->prev_ips[i] = ips[i];
+        t->prev_ips[i] = keys[i];
         t->prev_nodes[i] = id;
         parent = id;
     }
     pthread_mutex_unlock(&mt__g.defs_lock);
     t->prev_depth = depth;
     return depth ? t->prev_nodes[depth - 1] : 0;
+}
+
+uint32_t mt__stack_capture(mt_thread_t *t)
+{
+    if (atomic_load_explicit(&mt__g.python, memory_order_acquire))
+        return mt__python_stack(t);
+    uintptr_t ips[MT_MAX_DEPTH];
+    return mt__stack_intern(t, ips, (uint32_t)mt__native_unwind(ips));
 }

@@ -20,6 +20,8 @@
 #define MT_LIKELY(x) __builtin_expect(!!(x), 1)
 #define MT_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define MT_HIDDEN __attribute__((visibility("hidden")))
+/* The API of include/memtrace/tracer.h: exported like the hooks. */
+#define MT_API __attribute__((visibility("default")))
 
 /* The allocator functions the hooks forward to, resolved with
  * dlsym(RTLD_NEXT) (bootstrap.c). Written once during start-up. */
@@ -113,9 +115,29 @@ void mt__buffer_release(mt_buffer_t *b);
 
 /* ---- Stacks (stacks.c) -------------------------------------------------- */
 
-/* Unwinds the calling thread's stack, drops memtrace's own frames, and
- * returns the trie node of the innermost frame (0 when there is none). */
+/* A trie key is a native return address, or, with the top bit set, a
+ * Python frame: code id in bits 32-62, line in bits 0-31 (docs/FORMAT.md,
+ * NODE). */
+#define MT_KEY_PYTHON (1ull << 63)
+#define MT_KEY_IS_PYTHON(k) (((uint64_t)(k) & MT_KEY_PYTHON) != 0)
+#define MT_PYTHON_KEY(code_id, line)                                           \
+    (MT_KEY_PYTHON | ((uint64_t)(code_id) << 32) | (uint32_t)(line))
+
+/* The calling thread's stack as the trie node of its innermost frame (0
+ * when there is none): Python frames when a walker is attached (merged
+ * with native ones in --native mode), else native frames. */
 uint32_t mt__stack_capture(mt_thread_t *t);
+/* Unwinds natively into ips (outermost first, memtrace's own frames
+ * dropped); returns the depth, at most MT_MAX_DEPTH. */
+int mt__native_unwind(uintptr_t *ips);
+/* Finds or adds the path keys[0..depth) (outermost first) in the trie and
+ * returns its innermost node. Uses and updates t's previous stack. */
+uint32_t mt__stack_intern(mt_thread_t *t, const uintptr_t *keys, uint32_t depth);
+/* python.c: the Python (or merged) stack of the calling thread. */
+uint32_t mt__python_stack(mt_thread_t *t);
+/* python.c: writes the Python definitions again (follow-fork children,
+ * before the nodes). Caller holds defs_lock. */
+void mt__python_reemit_unlocked(void);
 /* Writes a NODE record for every node known (follow-fork children, which
  * start a new file). Caller holds defs_lock. */
 void mt__stack_reemit_unlocked(void);
@@ -163,6 +185,10 @@ struct mt_tracer {
     atomic_int active;
     /* The global event order: every event takes the next value. */
     _Atomic uint64_t seq;
+
+    /* The attached CPython frame walker (python.c), or NULL. Set once. */
+    _Atomic(const struct mt_python_ops_s *) python;
+    unsigned python_flags;       /* MT_PYTHON_*, written before python */
 
     /* Configuration, written once in the constructor (or a fork child). */
     char path[4096];
@@ -219,6 +245,12 @@ extern struct mt_tracer mt__g;
 extern __thread int mt__busy __attribute__((tls_model("initial-exec")));
 /* The calling thread's state (or NULL). */
 extern __thread mt_thread_t *mt__self __attribute__((tls_model("initial-exec")));
+
+/* runtime.c: while tracing was started at run time, redirects the
+ * allocation calls of newly loaded objects (called after dlopen). */
+void mt__runtime_patch(void);
+/* preload.c: pthread_atfork handlers, installed once. */
+void mt__install_fork_handlers(void);
 
 uint64_t mt__now_ns(void);
 /* Writes a message to stderr with write(2) (no stdio, no allocation). */

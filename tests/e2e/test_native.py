@@ -208,6 +208,30 @@ def memtrace_path():
     return MEMTRACE
 
 
+class RuntimeStart(CaptureTest):
+    """Tracing started and stopped at run time in a program not started by
+    memtrace run (relocation patching), in two sessions."""
+
+    def test_two_sessions(self):
+        from harness import BUILD
+        out = self.path("rt.bin")
+        cp = subprocess.run([prog("runtime_start"),
+                             os.path.join(BUILD, "libmemtrace_preload.so"), out],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, "restart refused: yes, stop refused: yes\n")
+        one = report_json("summary", out)
+        self.assertEqual((one["total_allocations"], one["total_frees"],
+                          one["current_bytes"], one["peak_bytes"]),
+                         (3, 1, 14000, 21000))
+        self.assertTrue(one["complete"])
+        two = report_json("summary", out + ".2")
+        self.assertEqual((two["total_allocations"], two["current_bytes"]),
+                         (5, 15000))
+        sites = sites_by_function(report_json("report", out + ".2", "--leaks"))
+        self.assertEqual(list(sites), ["traced_two"])
+
+
 class Runner(CaptureTest):
     def test_exit_status_and_streams_pass_through(self):
         _, cp = self.record(["/bin/sh", "-c", "read x; echo out $x; echo err >&2; exit 5"],
