@@ -309,27 +309,76 @@ static void set_child_env(const run_opts_t *o, const char *preload, const char *
     setenv("MEMTRACE_FORCE", o->force ? "1" : "0", 1);
 }
 
-/* Builds the child's argv: the program as given, or the interpreter with
- * -m/-c/script and the arguments. */
+/* Builds the child's argv: the program as given, or for Python the
+ * interpreter running memtrace's launcher, which attaches the frame walker
+ * and then runs the module, code or script exactly as `python3 -m/-c/
+ * SCRIPT` would (python/memtrace/_launch.py). */
 static char **child_argv(const run_opts_t *o, const char *python)
 {
-    char **av = calloc((size_t)o->nrest + 4, sizeof *av);
+    char **av = calloc((size_t)o->nrest + 6, sizeof *av);
     if (!av)
         return NULL;
     int k = 0;
     if (o->python_mode) {
         av[k++] = (char *)python;
+        av[k++] = "-m";
+        av[k++] = "memtrace._launch";
         if (o->module) {
-            av[k++] = "-m";
+            av[k++] = "--module";
             av[k++] = (char *)o->module;
         } else if (o->code) {
-            av[k++] = "-c";
+            av[k++] = "--code";
             av[k++] = (char *)o->code;
+        } else {
+            av[k++] = "--script";
         }
     }
     for (int i = 0; i < o->nrest; i++)
         av[k++] = o->rest[i];
     return av;
+}
+
+/* The Python package (memtrace/ with the extension for every interpreter
+ * version it was built for): beside the binary in the build tree, or in
+ * ../lib/memtrace/python when installed. */
+static int find_python_package(char *out, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = 0;
+    *strrchr(self, '/') = 0;
+    const char *tails[] = {"/python", "/../lib/memtrace/python"};
+    for (size_t i = 0; i < 2; i++) {
+        char probe[PATH_MAX + 64];
+        if ((size_t)snprintf(out, cap, "%s%s", self, tails[i]) >= cap)
+            continue;
+        snprintf(probe, sizeof probe, "%s/memtrace/_launch.py", out);
+        if (access(probe, R_OK) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Python mode: the package goes first on PYTHONPATH for the launcher,
+ * which puts PYTHONPATH back as it was (MEMTRACE_PY_PATH_ORIG, unset when
+ * there was none) and reads its flags from MEMTRACE_PY_FLAGS. */
+static void set_python_env(const run_opts_t *o, const char *pkg)
+{
+    char buf[PATH_MAX * 2];
+    const char *orig = getenv("PYTHONPATH");
+    if (orig) {
+        setenv("MEMTRACE_PY_PATH_ORIG", orig, 1);
+        snprintf(buf, sizeof buf, "%s:%s", pkg, orig);
+        setenv("PYTHONPATH", buf, 1);
+    } else {
+        unsetenv("MEMTRACE_PY_PATH_ORIG");
+        setenv("PYTHONPATH", pkg, 1);
+    }
+    snprintf(buf, sizeof buf, "%s%s", o->native ? "native," : "",
+             o->python_allocators ? "pyalloc," : "");
+    setenv("MEMTRACE_PY_FLAGS", buf, 1);
 }
 
 static int wait_status(pid_t pid)
@@ -383,6 +432,13 @@ int mt__cmd_run(int argc, char **argv)
         return 2;
     }
 
+    char pkg[PATH_MAX] = "";
+    if (o.python_mode && find_python_package(pkg, sizeof pkg) != 0) {
+        fprintf(stderr, "memtrace run: cannot find memtrace's Python package "
+                        "next to the memtrace binary\n");
+        return 2;
+    }
+
     /* The capture path, absolute (the program may chdir). */
     char out[PATH_MAX], cwd[PATH_MAX];
     const char *name = o.module ? o.module : o.code ? "python" : base_name(o.rest[0]);
@@ -416,6 +472,8 @@ int mt__cmd_run(int argc, char **argv)
     if (pid == 0) {
         close(errpipe[0]);
         set_child_env(&o, preload, out);
+        if (o.python_mode)
+            set_python_env(&o, pkg);
         execv(prog, av);
         int err = errno;
         ssize_t w = write(errpipe[1], &err, sizeof err);

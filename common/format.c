@@ -18,6 +18,10 @@ const char *mt__event_name(unsigned type)
         [MT_EV_MMAP] = "mmap",
         [MT_EV_MUNMAP] = "munmap",
         [MT_EV_MREMAP] = "mremap",
+        [MT_EV_PY_MALLOC] = "PyMem_Malloc",
+        [MT_EV_PY_CALLOC] = "PyMem_Calloc",
+        [MT_EV_PY_REALLOC] = "PyMem_Realloc",
+        [MT_EV_PY_FREE] = "PyMem_Free",
     };
     return type < MT_EV_TYPE_COUNT && names[type] ? names[type] : "unknown";
 }

@@ -63,7 +63,15 @@ enum mt_def_type {
                                  varint flags */
     MT_DEF_NOTE = 7,          /* str message from the tracer */
     MT_DEF_CHILD = 8,         /* varint pid of a forked child that is traced */
+    MT_DEF_PYTHON = 9,        /* str version, varint flags (MT_PYTHON_*):
+                                 Python frames follow */
+    MT_DEF_PYCODE = 10,       /* varint id, str qualified name, str file,
+                                 varint first line */
 };
+
+/* A NODE's ip with the top bit set is a Python frame: code id (a PYCODE
+ * record's id) in bits 32-62, line in bits 0-31. */
+#define MT_NODE_PYTHON (1ull << 63)
 
 /* Trailer flags. */
 #define MT_TRAILER_EVENTS_LOST 0x1u /* tracing stopped early (write error...) */
@@ -86,7 +94,11 @@ enum mt_event_type {
     MT_EV_MMAP = 11,          /* alloc fields (size = length) */
     MT_EV_MUNMAP = 12,        /* zz addr, varint length */
     MT_EV_MREMAP = 13,        /* alloc fields, zz (old - addr), varint old length */
-    MT_EV_TYPE_COUNT = 14,
+    MT_EV_PY_MALLOC = 14,     /* alloc fields: PyMem/PyObject_Malloc */
+    MT_EV_PY_CALLOC = 15,     /* alloc fields: PyMem/PyObject_Calloc */
+    MT_EV_PY_REALLOC = 16,    /* alloc fields, zz (old - addr) */
+    MT_EV_PY_FREE = 17,       /* zz addr: PyMem/PyObject_Free */
+    MT_EV_TYPE_COUNT = 18,
 };
 #define MT_EV_SEQ_SHIFT 5
 #define MT_EV_TYPE_MASK 0x1fu
@@ -98,12 +110,17 @@ enum mt_event_type {
 
 static inline int mt__event_is_free(unsigned type)
 {
-    return type == MT_EV_FREE || type == MT_EV_MUNMAP;
+    return type == MT_EV_FREE || type == MT_EV_MUNMAP || type == MT_EV_PY_FREE;
 }
 static inline int mt__event_has_old(unsigned type)
 {
     return type == MT_EV_REALLOC || type == MT_EV_REALLOCARRAY ||
-           type == MT_EV_MREMAP;
+           type == MT_EV_MREMAP || type == MT_EV_PY_REALLOC;
+}
+/* Frees carry only an address (munmap also a length). */
+static inline int mt__event_addr_only(unsigned type)
+{
+    return type == MT_EV_FREE || type == MT_EV_PY_FREE;
 }
 static inline int mt__event_is_mmap(unsigned type)
 {
@@ -210,7 +227,7 @@ static inline uint8_t *mt__encode_event(uint8_t *p, mt_event_state_t *st,
     }
     p = mt__put_varint(p, mt__zigzag((int64_t)(addr - st->addr)));
     st->addr = addr;
-    if (type == MT_EV_FREE)
+    if (mt__event_addr_only(type))
         return p;
     p = mt__put_varint(p, size);
     if (type == MT_EV_MUNMAP)
@@ -267,7 +284,7 @@ static inline int mt__decode_event(const uint8_t **pp, const uint8_t *end,
     ev->old = 0;
     ev->old_size = 0;
     ev->stack = 0;
-    if (type != MT_EV_FREE) {
+    if (!mt__event_addr_only(type)) {
         if ((rc = mt__get_varint(&p, end, &ev->size)))
             return rc;
         if (type != MT_EV_MUNMAP) {

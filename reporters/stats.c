@@ -25,8 +25,7 @@
 
 static int is_allocator_kind(unsigned type)
 {
-    return type > MT_EV_FREE && type < MT_ALLOCATOR_COUNT &&
-           type != MT_EV_MUNMAP;
+    return type > 0 && type < MT_ALLOCATOR_COUNT && !mt__event_is_free(type);
 }
 
 /* Bucket k holds the sizes of bit length k: [2^(k-1), 2^k - 1]; bucket 0

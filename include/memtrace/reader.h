@@ -47,7 +47,7 @@ typedef struct mt_header_s {
 } mt_header_t;
 
 /* Allocator kinds, indexed by the event type of common/format.h. */
-#define MT_ALLOCATOR_COUNT 14
+#define MT_ALLOCATOR_COUNT 18
 
 /* Bytes and allocation count of one stack (or site) in one view. */
 typedef struct mt_amount_s {
