@@ -31,6 +31,15 @@ struct mt_capture_s {
     mt_sample_t *samples;      /* [sample_count] one per tick */
     size_t sample_count, sample_cap;
 
+    /* Python code objects by PYCODE id (index 0 unused): the frame of a
+     * NODE whose ip has MT_NODE_PYTHON set. Strings malloc'd, owned. */
+    struct mt_pycode_s {
+        char *name, *file;
+        uint32_t firstline;
+    } *pycodes;
+    size_t pycode_count, pycode_cap; /* ids 1..pycode_count are defined */
+    char *python_version;            /* owned; header.python_version */
+
     mt_symbolizer_t *symbolizer; /* created on first mt_capture_frames() */
 };
 

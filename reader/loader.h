@@ -9,10 +9,10 @@
 
 #include "capture_internal.h"
 #include "common/format.h"
+#include "omap.h"
 
 /* Hostile-input caps. A real capture stays far below all of them. */
 #define MT_MAX_NODES (1u << 31)          /* trace-tree nodes */
-#define MT_MAX_LOADED_MODULES (1u << 16) /* modules loaded at the same time */
 #define MT_MAX_PENDING_RUNS (1u << 16)   /* sections waiting for a SYNC */
 #define MT_MAX_PENDING_BYTES (256u << 20) /* their encoded bytes */
 #define MT_RUN_AHEAD 8 /* events decoded ahead per run (a power of two) */
@@ -26,13 +26,6 @@ typedef struct mt_live_s {
     uint32_t stack;
     uint32_t unused;
 } mt_live_t;
-
-/* A live piece of an mmap'd region, [start, end). Pieces never overlap and
- * are kept sorted by start. rec: the mapping it came from. */
-typedef struct mt_region_s {
-    uint64_t start, end;
-    uint64_t rec;
-} mt_region_t;
 
 /* One mmap/mremap allocation: it stays counted as one live allocation while
  * at least one of its pieces is mapped (see replay.c). A free record keeps
@@ -65,9 +58,9 @@ typedef struct mt_run_s {
     mt_event_t q[MT_RUN_AHEAD];
 } mt_run_t;
 
-/* A TICK waiting for its place in the seq order. */
+/* A TICK waiting for its place in the seq order; order breaks ties. */
 typedef struct mt_tick_s {
-    uint64_t seq, ns, rss;
+    uint64_t seq, order, ns, rss;
 } mt_tick_t;
 
 /* An open-addressing map from a 64-bit key to a 32-bit value (module ids,
@@ -93,8 +86,9 @@ typedef struct mt_loader_s {
     mt_live_t *live;       /* open addressing, linear probing */
     size_t live_mask, live_count;
     unsigned live_shift;   /* 64 - log2(slots) */
-    mt_region_t *regions;
-    size_t nregions, regions_cap;
+    /* Live pieces of mmap'd regions: key = start, a = end, b = index of
+     * the mapping (mt_maprec_t) they came from. Pieces never overlap. */
+    mt_omap_t regions;
     mt_maprec_t *maprecs;
     size_t nmaprecs, maprecs_cap;
     uint64_t maprec_free;  /* head of the free list, UINT64_MAX = none */
@@ -110,8 +104,9 @@ typedef struct mt_loader_s {
     size_t nheap, heap_cap;
     size_t pending_bytes;  /* bytes owned by carried-over runs */
     int forced;            /* pending events were flushed without a SYNC */
-    mt_tick_t *ticks;      /* pending ticks, sorted by seq, from tick_head */
-    size_t tick_head, nticks, ticks_cap;
+    mt_tick_t *ticks;      /* pending ticks: a min-heap by (seq, order) */
+    size_t nticks, ticks_cap;
+    uint64_t tick_order;
     int have_tick;
     uint64_t last_tick_ns, max_tick_ns, max_tick_rss;
     mt_idmap_t threads;
@@ -119,8 +114,7 @@ typedef struct mt_loader_s {
     /* definitions */
     uint64_t prev_ip;
     mt_idmap_t module_ids; /* tracer id -> module index (UINT32_MAX: gone) */
-    uint32_t *loaded;      /* loaded module indexes, sorted by lo */
-    size_t nloaded;
+    mt_omap_t loaded;      /* key = lo, a = hi, b = module index */
     int have_trailer;
     uint64_t trailer_ns, trailer_rss;
 

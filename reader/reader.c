@@ -7,7 +7,10 @@
  * decompressed cleanly but holds a bad record, is an error. A file that
  * ends inside a block, or a block whose frame fails to decompress (e.g. a
  * checksum mismatch), ends the read: what came before is kept and the load
- * succeeds with a warning, since that is what a killed program leaves. */
+ * succeeds with a warning, since that is what a killed program leaves. A
+ * zero-filled block header counts as a cut (a crash can leave a zero tail).
+ * An event whose stack node was never defined is corrupt (MT_ECORRUPT), not
+ * charged to the root: writers define nodes before the events using them. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4frame.h>
@@ -81,7 +84,7 @@ static int src_read(mt_src_t *s, size_t len, const uint8_t **out, size_t *got)
     if (s->fd < 0) {
         uint64_t avail = s->size - s->pos;
         size_t n = len < avail ? len : (size_t)avail;
-        *out = s->mem + s->pos;
+        *out = n ? s->mem + s->pos : NULL;
         *got = n;
         s->pos += n;
         return 0;
@@ -299,6 +302,8 @@ static int parse_header(mt_loader_t *ld, mt_src_t *src)
     char *store = ld->cap->header_strings = malloc((size_t)plen + 2);
     if (!store || !ld->cap->argv_storage)
         return mt__load_error(ld, MT_ENOMEM, "out of memory");
+    if (plen == 0)
+        return 0;
     if ((rc = src_read(src, plen, &b, &got)))
         return mt__load_error(ld, rc, "cannot read: %s", mt_strerror(rc));
     if (got < plen)
@@ -325,21 +330,13 @@ static int parse_header(mt_loader_t *ld, mt_src_t *src)
 
 /* ---- Definition records ---------------------------------------------------- */
 
+/* The loaded module whose range holds x, or UINT32_MAX. */
 static uint32_t module_at(const mt_loader_t *ld, uint64_t x)
 {
-    const mt_module_t *mods = ld->cap->modules;
-    size_t lo = 0, hi = ld->nloaded; /* last loaded module with lo <= x */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (mods[ld->loaded[mid]].lo <= x)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == 0)
+    uint32_t t = mt__omap_floor(&ld->loaded, x);
+    if (t == MT_OMAP_NIL || x >= ld->loaded.n[t].a)
         return UINT32_MAX;
-    uint32_t m = ld->loaded[lo - 1];
-    return x < mods[m].hi ? m : UINT32_MAX;
+    return (uint32_t)ld->loaded.n[t].b;
 }
 
 static void module_unload(mt_loader_t *ld, uint64_t id)
@@ -347,14 +344,12 @@ static void module_unload(mt_loader_t *ld, uint64_t id)
     uint32_t m;
     if (mt__idmap_get(&ld->module_ids, id, &m) || m == UINT32_MAX)
         return; /* never loaded, or gone already: nothing to do */
-    for (size_t i = 0; i < ld->nloaded; i++) {
-        if (ld->loaded[i] == m) {
-            memmove(ld->loaded + i, ld->loaded + i + 1,
-                    (ld->nloaded - i - 1) * sizeof(uint32_t));
-            ld->nloaded--;
-            break;
-        }
-    }
+    uint64_t lo = ld->cap->modules[m].lo;
+    uint32_t t = mt__omap_floor(&ld->loaded, lo);
+    /* It may have been displaced by a later module at the same address. */
+    if (t != MT_OMAP_NIL && ld->loaded.n[t].key == lo &&
+        ld->loaded.n[t].b == m)
+        mt__omap_erase(&ld->loaded, lo);
     mt__idmap_put(&ld->module_ids, id, UINT32_MAX); /* the key exists */
 }
 
@@ -383,8 +378,10 @@ static int def_node(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
         return mt__load_error(ld, MT_ENOMEM, "out of memory");
     uint64_t ip = ld->prev_ip + (uint64_t)mt__unzigzag(dz);
     ld->prev_ip = ip;
-    cap->nodes[id] = (mt_node_t){(uint32_t)parent,
-                                 ip ? module_at(ld, ip - 1) : UINT32_MAX, ip};
+    /* A Python frame (top bit) lives in no module. */
+    uint32_t module = ip && !(ip & MT_NODE_PYTHON) ? module_at(ld, ip - 1)
+                                                    : UINT32_MAX;
+    cap->nodes[id] = (mt_node_t){(uint32_t)parent, module, ip};
     cap->node_count = id + 1;
     return 0;
 }
@@ -400,23 +397,17 @@ static int module_add(mt_loader_t *ld, uint64_t id, mt_module_t *m)
         cap->modules = mods;
         cap->module_cap = nc;
     }
-    if (m->hi > m->lo && !ld->loaded) {
-        ld->loaded = malloc(MT_MAX_LOADED_MODULES * sizeof(uint32_t));
-        if (!ld->loaded)
-            return MT_ENOMEM;
-    }
     uint32_t idx = (uint32_t)cap->module_count;
     if (mt__idmap_put(&ld->module_ids, id, idx))
         return MT_ENOMEM;
     cap->modules[cap->module_count++] = *m;
     if (m->hi > m->lo) {
-        size_t i = ld->nloaded;
-        while (i > 0 && cap->modules[ld->loaded[i - 1]].lo > m->lo) {
-            ld->loaded[i] = ld->loaded[i - 1];
-            i--;
+        mt__omap_erase(&ld->loaded, m->lo); /* a stale module there goes */
+        if (mt__omap_insert(&ld->loaded, m->lo, m->hi, idx) == MT_OMAP_NIL) {
+            cap->module_count--; /* the caller frees path and build id */
+            mt__idmap_put(&ld->module_ids, id, UINT32_MAX);
+            return MT_ENOMEM;
         }
-        ld->loaded[i] = idx;
-        ld->nloaded++;
     }
     return 0;
 }
@@ -444,8 +435,7 @@ static int def_module(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
     if (lo > hi)
         lo = hi = 0;
     module_unload(ld, id); /* a reused id replaces the old module */
-    if (ld->nloaded >= MT_MAX_LOADED_MODULES ||
-        ld->cap->module_count >= UINT32_MAX - 1)
+    if (ld->cap->module_count >= UINT32_MAX - 1)
         return mt__load_error(ld, MT_ETOOBIG, "too many modules in block at "
                               "offset %llu", (unsigned long long)ld->block_off);
     mt_module_t m = {.bias = bias, .lo = lo, .hi = hi, .build_id_len = blen};
@@ -481,6 +471,76 @@ static int def_trailer(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
     ld->trailer_rss = rss;
     if (flags & MT_TRAILER_EVENTS_LOST)
         ld->cap->totals.events_lost = 1;
+    return 0;
+}
+
+static char *dup_str(const uint8_t *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = 0;
+    }
+    return s;
+}
+
+/* PYTHON: a frame walker was attached; the stacks that follow are Python
+ * (merged with native ones when its flags say native). */
+static int def_python(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
+{
+    size_t n;
+    const uint8_t *v = cur_str(c, &n);
+    uint64_t flags = cur_varint(c);
+    if (c->bad)
+        return def_corrupt(ld, "python record cut short", off);
+    char *version = dup_str(v, n);
+    if (!version)
+        return mt__load_error(ld, MT_ENOMEM, "out of memory");
+    mt_capture_t *cap = ld->cap;
+    free(cap->python_version);
+    cap->python_version = version;
+    cap->header.python_version = version;
+    cap->header.flags |= MT_FLAG_PYTHON;
+    if (flags & 1u) /* MT_PYTHON_NATIVE */
+        cap->header.flags |= MT_FLAG_NATIVE_STACKS;
+    else
+        cap->header.flags &= ~MT_FLAG_NATIVE_STACKS;
+    return 0;
+}
+
+/* PYCODE: ids are dense from 1; a second tracing session in the same
+ * process writes them again (same id, same code), which replaces. */
+static int def_pycode(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
+{
+    size_t nl, fl;
+    uint64_t id = cur_varint(c);
+    const uint8_t *name = cur_str(c, &nl), *file = cur_str(c, &fl);
+    uint64_t first = cur_varint(c);
+    mt_capture_t *cap = ld->cap;
+    if (c->bad)
+        return def_corrupt(ld, "python code record cut short", off);
+    if (id == 0 || id > cap->pycode_count + 1 || first > UINT32_MAX)
+        return def_corrupt(ld, "python code record out of sequence", off);
+    if (id > cap->pycode_count) {
+        if (cap->pycode_count + 1 >= cap->pycode_cap) {
+            size_t nc = cap->pycode_cap ? cap->pycode_cap * 2 : 256;
+            struct mt_pycode_s *t = realloc(cap->pycodes, nc * sizeof *t);
+            if (!t)
+                return mt__load_error(ld, MT_ENOMEM, "out of memory");
+            cap->pycodes = t;
+            cap->pycode_cap = nc;
+        }
+        cap->pycodes[id] = (struct mt_pycode_s){NULL, NULL, 0};
+        cap->pycode_count = id;
+    }
+    struct mt_pycode_s *pc = &cap->pycodes[id];
+    free(pc->name);
+    free(pc->file);
+    pc->name = dup_str(name, nl);
+    pc->file = dup_str(file, fl);
+    pc->firstline = (uint32_t)first;
+    if (!pc->name || !pc->file)
+        return mt__load_error(ld, MT_ENOMEM, "out of memory");
     return 0;
 }
 
@@ -523,6 +583,10 @@ static int def_record(mt_loader_t *ld, unsigned type, mt_cur_t *c,
     case MT_DEF_CHILD:
         (void)cur_varint(c);
         return c->bad ? def_corrupt(ld, "child record cut short", off) : 0;
+    case MT_DEF_PYTHON:
+        return def_python(ld, c, off);
+    case MT_DEF_PYCODE:
+        return def_pycode(ld, c, off);
     default:
         return 0; /* a newer record type: skipped by its length */
     }
@@ -752,6 +816,7 @@ static int load(mt_loader_t *ld, mt_src_t *src, const mt_load_opts_t *opts)
     pg.on = opts && opts->progress && src->size != UINT64_MAX &&
             isatty(STDERR_FILENO);
     pg.start = pg.last = pg.on ? now_s() : 0;
+    mt__omap_init(&ld->loaded, (uint64_t)(uintptr_t)cap);
     if ((rc = mt__replay_init(ld)) || (rc = mt__replay_reserve_nodes(ld, 1)))
         return mt__load_error(ld, rc, "out of memory");
     cap->nodes[0] = (mt_node_t){0, UINT32_MAX, 0};
@@ -781,7 +846,7 @@ static int load_source(const char *name, mt_src_t *src,
     int rc = load(&ld, src, opts);
     mt__replay_free(&ld);
     mt__idmap_free(&ld.module_ids);
-    free(ld.loaded);
+    mt__omap_free(&ld.loaded);
     if (rc) {
         if (!ld.failed)
             mt__load_error(&ld, rc, "%s", mt_strerror(rc));
@@ -838,6 +903,12 @@ void mt_capture_free(mt_capture_t *cap)
     free(cap->samples);
     free(cap->header_strings);
     free(cap->argv_storage);
+    for (size_t i = 1; i <= cap->pycode_count; i++) {
+        free(cap->pycodes[i].name);
+        free(cap->pycodes[i].file);
+    }
+    free(cap->pycodes);
+    free(cap->python_version);
     free(cap->warning);
     free(cap->path);
     free(cap);

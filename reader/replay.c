@@ -10,7 +10,13 @@
  * W, so a single thread (or threads whose sections do not overlap in seq)
  * costs no heap operations per event. When a block is done, the runs still
  * pointing into it get a copy of their remaining bytes (a few bytes per
- * pending event, nothing per processed one).
+ * pending event, nothing per processed one). Each run decodes a few events
+ * ahead so the hash slots they need are prefetched by the time they apply.
+ * Ticks wait in a min-heap of their own: a tick with seq S is processed
+ * after every event below S and before any event at or above S; a tick that
+ * arrives after the SYNC covering S was processed lands before the next
+ * pending event. Without SYNCs (a broken writer), the pending runs are
+ * flushed in seq order once there are too many of them, with a warning.
  *
  * Counting rules (they keep total_allocations - total_frees == current_count
  * at every moment):
@@ -37,11 +43,16 @@
  *   is the first moment the maximum was reached. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "loader.h"
 
 #define MT_HASH_MUL 0x9e3779b97f4a7c15ull
 #define MT_LIVE_MIN_BITS 12
+#define MT_PREFETCH_MIN_SLOTS (1u << 14) /* 512 KiB of table */
+
+static mt_live_t *live_alloc(size_t n);
+static void live_release(mt_live_t *t, size_t n);
 
 /* ---- Small id maps ------------------------------------------------------ */
 
@@ -106,13 +117,14 @@ void mt__idmap_free(mt_idmap_t *m)
 
 int mt__replay_init(mt_loader_t *ld)
 {
-    ld->live = calloc((size_t)1 << MT_LIVE_MIN_BITS, sizeof(mt_live_t));
+    ld->live = live_alloc((size_t)1 << MT_LIVE_MIN_BITS);
     if (!ld->live)
         return MT_ENOMEM;
     ld->live_mask = ((size_t)1 << MT_LIVE_MIN_BITS) - 1;
     ld->live_shift = 64 - MT_LIVE_MIN_BITS;
     ld->maprec_free = UINT64_MAX;
     ld->gen = 1;
+    mt__omap_init(&ld->regions, (uint64_t)(uintptr_t)ld * MT_HASH_MUL);
     return 0;
 }
 
@@ -123,8 +135,9 @@ void mt__replay_free(mt_loader_t *ld)
         free(ld->heap[i]);
     }
     free(ld->heap);
-    free(ld->live);
-    free(ld->regions);
+    if (ld->live)
+        live_release(ld->live, ld->live_mask + 1);
+    mt__omap_free(&ld->regions);
     free(ld->maprecs);
     free(ld->dirty_stamp);
     free(ld->dirty);
@@ -249,6 +262,34 @@ static inline void uncount_bytes(mt_loader_t *ld, uint64_t bytes,
 
 /* ---- Live malloc-family allocations --------------------------------------- */
 
+/* The live table is the one big randomly accessed structure: tables of
+ * 2 MiB and more are mmap'd and asked for huge pages, which saves a TLB
+ * miss on most lookups. Returns zeroed memory or NULL. */
+static mt_live_t *live_alloc(size_t n)
+{
+    size_t bytes = n * sizeof(mt_live_t);
+    if (bytes < (2u << 20))
+        return calloc(n, sizeof(mt_live_t));
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static void live_release(mt_live_t *t, size_t n)
+{
+    if (!t)
+        return;
+    if (n * sizeof(mt_live_t) < (2u << 20))
+        free(t);
+    else
+        munmap(t, n * sizeof(mt_live_t));
+}
+
 static inline size_t live_home(const mt_loader_t *ld, uint64_t addr)
 {
     return (size_t)((addr * MT_HASH_MUL) >> ld->live_shift);
@@ -257,7 +298,7 @@ static inline size_t live_home(const mt_loader_t *ld, uint64_t addr)
 static int live_grow(mt_loader_t *ld)
 {
     size_t n = (ld->live_mask + 1) * 2;
-    mt_live_t *t = calloc(n, sizeof(*t));
+    mt_live_t *t = live_alloc(n);
     if (!t)
         return MT_ENOMEM;
     mt_live_t *old = ld->live;
@@ -273,7 +314,7 @@ static int live_grow(mt_loader_t *ld)
             j = (j + 1) & ld->live_mask;
         t[j] = old[i];
     }
-    free(old);
+    live_release(old, old_n);
     return 0;
 }
 
@@ -358,38 +399,6 @@ static inline int heap_alloc(mt_loader_t *ld, const mt_event_t *ev)
 
 /* ---- mmap'd regions --------------------------------------------------------- */
 
-/* Index of the first region ending after addr. */
-static size_t region_find(const mt_loader_t *ld, uint64_t addr)
-{
-    size_t lo = 0, hi = ld->nregions;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (ld->regions[mid].end > addr)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return lo;
-}
-
-static int region_insert(mt_loader_t *ld, size_t i, uint64_t start,
-                         uint64_t end, uint64_t rec)
-{
-    if (ld->nregions == ld->regions_cap) {
-        size_t nc = ld->regions_cap ? ld->regions_cap * 2 : 64;
-        mt_region_t *r = realloc(ld->regions, nc * sizeof(*r));
-        if (!r)
-            return mt__load_error(ld, MT_ENOMEM, "out of memory");
-        ld->regions = r;
-        ld->regions_cap = nc;
-    }
-    memmove(ld->regions + i + 1, ld->regions + i,
-            (ld->nregions - i) * sizeof(mt_region_t));
-    ld->regions[i] = (mt_region_t){start, end, rec};
-    ld->nregions++;
-    return 0;
-}
-
 /* The last piece of an mmap allocation went away. */
 static void maprec_release(mt_loader_t *ld, uint64_t rec)
 {
@@ -404,35 +413,32 @@ static void maprec_release(mt_loader_t *ld, uint64_t rec)
  * a negative error. */
 static int map_remove(mt_loader_t *ld, uint64_t a, uint64_t b)
 {
+    mt_omap_t *t = &ld->regions;
     int hit = 0;
-    size_t i = region_find(ld, a);
-    while (i < ld->nregions && ld->regions[i].start < b) {
-        mt_region_t *g = &ld->regions[i];
-        uint64_t rec = g->rec;
-        uint64_t s = g->start > a ? g->start : a;
-        uint64_t e = g->end < b ? g->end : b;
+    uint32_t x = mt__omap_floor(t, a);
+    if (x == MT_OMAP_NIL || t->n[x].a <= a)
+        x = mt__omap_after(t, a);
+    while (x != MT_OMAP_NIL && t->n[x].key < b) {
+        mt_omap_node_t *g = &t->n[x];
+        uint64_t start = g->key, end = g->a, rec = g->b;
+        uint64_t s = start > a ? start : a, e = end < b ? end : b;
         hit = 1;
         uncount_bytes(ld, e - s, ld->maprecs[rec].stack);
-        if (s == g->start && e == g->end) {
-            memmove(g, g + 1, (ld->nregions - i - 1) * sizeof(*g));
-            ld->nregions--;
+        if (s == start && e == end) {
+            mt__omap_erase(t, start);
             if (--ld->maprecs[rec].pieces == 0)
                 maprec_release(ld, rec);
-        } else if (s == g->start) {
-            g->start = e;
-            i++;
-        } else if (e == g->end) {
-            g->end = s;
-            i++;
+        } else if (s == start) {
+            g->key = e; /* still between its neighbours */
+        } else if (e == end) {
+            g->a = s;
         } else { /* a hole in the middle: two pieces of one allocation */
-            uint64_t old_end = g->end;
-            g->end = s;
-            int rc = region_insert(ld, i + 1, e, old_end, rec);
-            if (rc)
-                return rc;
+            g->a = s;
+            if (mt__omap_insert(t, e, end, rec) == MT_OMAP_NIL)
+                return mt__load_error(ld, MT_ENOMEM, "out of memory");
             ld->maprecs[rec].pieces++;
-            i += 2;
         }
+        x = mt__omap_after(t, start);
     }
     return hit;
 }
@@ -481,7 +487,9 @@ static int map_add(mt_loader_t *ld, const mt_event_t *ev, uint64_t addr,
     m->pieces = 1;
     if ((rc = count_alloc(ld, ev->type, len, ev->stack, &m->ordinal)))
         return rc;
-    return region_insert(ld, region_find(ld, addr), addr, end, rec);
+    if (mt__omap_insert(&ld->regions, addr, end, rec) == MT_OMAP_NIL)
+        return mt__load_error(ld, MT_ENOMEM, "out of memory");
+    return 0;
 }
 
 /* munmap, and the old side of mremap. */
@@ -523,6 +531,7 @@ static inline int apply_event(mt_loader_t *ld, const mt_run_t *r,
         return bad_stack(ld, r, ev);
     switch (ev->type) {
     case MT_EV_FREE:
+    case MT_EV_PY_FREE:
         if (ev->addr && !heap_free(ld, ev->addr))
             t->unmatched_frees++;
         return 0;
@@ -538,6 +547,7 @@ static inline int apply_event(mt_loader_t *ld, const mt_run_t *r,
         break;
     case MT_EV_REALLOC:
     case MT_EV_REALLOCARRAY:
+    case MT_EV_PY_REALLOC:
         if (ev->old && !heap_free(ld, ev->old))
             t->unmatched_frees++;
         /* fall through */
@@ -575,18 +585,29 @@ static int run_error(mt_loader_t *ld, const mt_run_t *r, const uint8_t *at,
                           "offset %llu", mt__event_name(type), off, boff);
 }
 
-/* Starts fetching the cache lines ev will touch. */
-static inline void prefetch_event(const mt_loader_t *ld, const mt_event_t *ev)
+/* Starts fetching the cache lines ev will touch. always_inline: GCC 12
+ * otherwise finds the function free of side effects and drops the call,
+ * prefetches and all. */
+static inline __attribute__((always_inline)) void
+prefetch_event(const mt_loader_t *ld, const mt_event_t *ev)
 {
-    if (ev->type > MT_EV_PVALLOC)
-        return; /* mmap family: not in the hash table */
-    __builtin_prefetch(&ld->live[live_home(ld, ev->addr)], 1);
-    if (ev->type == MT_EV_FREE)
+    if (mt__event_is_mmap(ev->type) || ld->live_mask < MT_PREFETCH_MIN_SLOTS)
+        return; /* not in the hash table, or the table stays in cache */
+    /* The slot's line and the next one: probes and the backward shift of
+     * a delete often go one line further. (A prefetch never faults, so
+     * one past the end of the table is harmless.) */
+    uintptr_t p = (uintptr_t)&ld->live[live_home(ld, ev->addr)];
+    __builtin_prefetch((const void *)p, 1);
+    __builtin_prefetch((const void *)(p + 64), 1);
+    if (mt__event_addr_only(ev->type))
         return;
     if (ev->stack < ld->cap->node_count)
         __builtin_prefetch(&ld->cap->node_stats[ev->stack], 1);
-    if (ev->old)
-        __builtin_prefetch(&ld->live[live_home(ld, ev->old)], 1);
+    if (ev->old) {
+        p = (uintptr_t)&ld->live[live_home(ld, ev->old)];
+        __builtin_prefetch((const void *)p, 1);
+        __builtin_prefetch((const void *)(p + 64), 1);
+    }
 }
 
 /* Decodes one more event of r onto the tail of its queue. */
@@ -755,17 +776,14 @@ int mt__replay_end_block(mt_loader_t *ld)
 
 /* ---- Ticks ------------------------------------------------------------------ */
 
+static inline int tick_less(const mt_tick_t *a, const mt_tick_t *b)
+{
+    return a->seq < b->seq || (a->seq == b->seq && a->order < b->order);
+}
+
 int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
                         uint64_t rss)
 {
-    if (ld->tick_head == ld->nticks) {
-        ld->tick_head = ld->nticks = 0;
-    } else if (ld->tick_head > ld->ticks_cap / 2) {
-        memmove(ld->ticks, ld->ticks + ld->tick_head,
-                (ld->nticks - ld->tick_head) * sizeof(mt_tick_t));
-        ld->nticks -= ld->tick_head;
-        ld->tick_head = 0;
-    }
     if (ld->nticks == ld->ticks_cap) {
         size_t nc = ld->ticks_cap ? ld->ticks_cap * 2 : 64;
         mt_tick_t *t = realloc(ld->ticks, nc * sizeof(*t));
@@ -774,13 +792,33 @@ int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
         ld->ticks = t;
         ld->ticks_cap = nc;
     }
-    size_t i = ld->nticks++; /* keep them sorted; normally this appends */
-    while (i > ld->tick_head && ld->ticks[i - 1].seq > seq) {
-        ld->ticks[i] = ld->ticks[i - 1];
-        i--;
+    mt_tick_t tk = {seq, ld->tick_order++, ns, rss}, *h = ld->ticks;
+    size_t i = ld->nticks++;
+    while (i > 0 && tick_less(&tk, &h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
     }
-    ld->ticks[i] = (mt_tick_t){seq, ns, rss};
+    h[i] = tk;
     return 0;
+}
+
+static void tick_pop(mt_loader_t *ld)
+{
+    mt_tick_t *h = ld->ticks, x = h[--ld->nticks];
+    size_t n = ld->nticks, i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= n)
+            break;
+        if (c + 1 < n && tick_less(&h[c + 1], &h[c]))
+            c++;
+        if (!tick_less(&h[c], &x))
+            break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (n)
+        h[i] = x;
 }
 
 static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
@@ -812,16 +850,15 @@ int mt__replay_until(mt_loader_t *ld, uint64_t w, int final)
     int rc;
     for (;;) {
         const mt_tick_t *tk = NULL;
-        if (ld->tick_head < ld->nticks &&
-            (final || ld->ticks[ld->tick_head].seq <= w))
-            tk = &ld->ticks[ld->tick_head];
+        if (ld->nticks && (final || ld->ticks[0].seq <= w))
+            tk = &ld->ticks[0];
         if (!ld->nheap || (!final && ld->heap[0]->key >= w) ||
             (tk && tk->seq <= ld->heap[0]->key)) {
             if (!tk)
                 return 0;
             if ((rc = do_tick(ld, tk)))
                 return rc;
-            ld->tick_head++;
+            tick_pop(ld);
             continue;
         }
         /* Drain the top run while its events come first: below W, below

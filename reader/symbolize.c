@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/format.h"
 #include "reader/capture_internal.h"
 
 /* The C++ runtime's demangler (libstdc++ is linked into mt_reader for it).
@@ -126,7 +127,7 @@ struct mt_symbolizer_s {
 };
 
 /* Returned (not cached) when memory runs out: static strings, never freed. */
-static const mt_frame_t sym_oom_frame = {"??", "", 0, "", 0};
+static const mt_frame_t sym_oom_frame = {"??", "", 0, "", 0, 0};
 
 /* ---- strings ----------------------------------------------------------- */
 
@@ -445,7 +446,7 @@ static int sym_push_frame(mt_symbolizer_t *s, const char *function,
         s->frames = f;
         s->frames_cap = cap;
     }
-    s->frames[s->nframes++] = (mt_frame_t){function, file, line, module, inlined};
+    s->frames[s->nframes++] = (mt_frame_t){function, file, line, module, inlined, 0};
     return 0;
 }
 
@@ -895,6 +896,21 @@ size_t mt_capture_frames(mt_capture_t *cap, uint32_t node, mt_frame_t *frames,
 {
     if (cap == NULL || node == 0 || node >= cap->node_count || max == 0)
         return 0;
+    uint64_t ip = cap->nodes[node].ip;
+    if (ip & MT_NODE_PYTHON) {
+        /* A Python frame: code id and line are in the key itself. */
+        uint32_t id = (uint32_t)((ip >> 32) & 0x7fffffffu);
+        const struct mt_pycode_s *pc =
+            id && id <= cap->pycode_count ? &cap->pycodes[id] : NULL;
+        frames[0] = (mt_frame_t){
+            .function = pc && pc->name ? pc->name : "<unknown>",
+            .file = pc && pc->file ? pc->file : "<unknown>",
+            .line = (uint32_t)ip,
+            .module = "",
+            .python = 1,
+        };
+        return 1;
+    }
     mt_symbolizer_t *s = cap->symbolizer;
     if (s == NULL) {
         s = calloc(1, sizeof *s);

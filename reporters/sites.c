@@ -137,6 +137,8 @@ int mt_frame_is_allocator(const mt_frame_t *frame)
 
 int mt_frame_is_python(const mt_frame_t *frame)
 {
+    if (frame->python)
+        return 1;
     if (frame->module && frame->module[0])
         return 0;
     const char *file = frame->file;
@@ -380,7 +382,7 @@ static int sites_setup(mt_sites_t *s)
         memset(s->python_memo, 0xff, n * sizeof *s->python_memo);
         s->python_memo[0] = SITE_NONE;
     }
-    mt_frame_t unknown = {"<unknown>", "<unknown>", 0, "", 0};
+    mt_frame_t unknown = {"<unknown>", "<unknown>", 0, "", 0, 0};
     s->unknown = site_key(s, &unknown);
     if (s->unknown == SITE_UNSET)
         return MT_ENOMEM;

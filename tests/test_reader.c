@@ -12,6 +12,7 @@
 #include "capture_builder.h"
 #include "common/capture_write.h"
 #include "memtrace/reader.h"
+#include "omap.h"
 #include "tests.h"
 
 /* Each test runs in its own forked process: the pid makes paths unique. */
@@ -496,6 +497,161 @@ START_TEST(partial_munmap)
 }
 END_TEST
 
+/* Random mmap/munmap against a byte-for-byte model (units of 16 bytes). */
+START_TEST(mmap_random_model)
+{
+    enum { UNITS = 512, OPS = 3000 };
+    static uint32_t owner[UNITS];
+    static uint64_t units_of[OPS + 1];
+    const char *path = tpath("mmaprand");
+    mt_cb_t *b = mt_cb_begin(path, NULL);
+    uint32_t node = mt_cb_node(b, 0, 0x10);
+    uint64_t rng = 12345, allocs = 0, frees = 0, unmatched = 0, live = 0,
+             bytes = 0, peak = 0;
+    memset(owner, 0, sizeof owner);
+    for (uint32_t op = 1; op <= OPS; op++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        uint32_t a = (uint32_t)(rng % UNITS);
+        uint32_t l = 1 + (uint32_t)((rng >> 20) % 40);
+        if (a + l > UNITS)
+            l = UNITS - a;
+        int is_map = (rng >> 40) % 2;
+        int touched = 0;
+        for (uint32_t u = a; u < a + l; u++) {
+            if (!owner[u])
+                continue;
+            touched = 1;
+            bytes -= 16;
+            if (--units_of[owner[u]] == 0) {
+                frees++;
+                live--;
+            }
+            owner[u] = 0;
+        }
+        if (is_map) {
+            for (uint32_t u = a; u < a + l; u++)
+                owner[u] = op;
+            units_of[op] = l;
+            allocs++;
+            live++;
+            bytes += 16 * l;
+            if (bytes > peak)
+                peak = bytes;
+        } else if (!touched) {
+            unmatched++;
+        }
+        mt_cb_event(b, op % 3, is_map ? MT_EV_MMAP : MT_EV_MUNMAP, op,
+                    0x100000 + 16 * (uint64_t)a, 16 * (uint64_t)l, node, 0, 0);
+        if (op % 500 == 0) {
+            mt_cb_sync(b, op + 1);
+            mt_cb_flush(b);
+        }
+    }
+    mt_cb_trailer(b, 1, 1, MT_CB_NEXT, 0);
+    mt_cb_finish(b);
+    mt_capture_t *cap = load_ok(path, 0);
+    const mt_totals_t *t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->total_allocations, allocs);
+    ck_assert_uint_eq(t->total_frees, frees);
+    ck_assert_uint_eq(t->unmatched_frees, unmatched);
+    ck_assert_uint_eq(t->current_count, live);
+    ck_assert_uint_eq(t->current_bytes, bytes);
+    ck_assert_uint_eq(t->peak_bytes, peak);
+    AMT_EQ(mt_capture_node_stats(cap)[node].leaked, bytes, live);
+    mt_capture_free(cap);
+    unlink(path);
+}
+END_TEST
+
+/* The ordered map against a brute-force sorted set. */
+START_TEST(omap_against_model)
+{
+    enum { KEYS = 300 };
+    static int present[KEYS];
+    mt_omap_t m;
+    mt__omap_init(&m, 42);
+    uint64_t rng = 99;
+    for (int op = 0; op < 20000; op++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        uint64_t k = rng % KEYS;
+        if ((rng >> 32) % 2) {
+            if (!present[k]) {
+                ck_assert_uint_ne(mt__omap_insert(&m, k * 10, k, k + 1),
+                                  MT_OMAP_NIL);
+                present[k] = 1;
+            }
+        } else {
+            ck_assert_int_eq(mt__omap_erase(&m, k * 10), present[k]);
+            present[k] = 0;
+        }
+        uint64_t q = (rng >> 16) % (KEYS * 10 + 10);
+        int64_t fl = -1, af = -1;
+        for (int64_t i = 0; i < KEYS; i++) {
+            if (present[i] && (uint64_t)i * 10 <= q)
+                fl = i;
+            if (present[i] && (uint64_t)i * 10 > q && af < 0)
+                af = i;
+        }
+        uint32_t f = mt__omap_floor(&m, q), a = mt__omap_after(&m, q);
+        ck_assert_int_eq(f == MT_OMAP_NIL ? -1 : (int64_t)m.n[f].a, fl);
+        ck_assert_int_eq(a == MT_OMAP_NIL ? -1 : (int64_t)m.n[a].a, af);
+    }
+    size_t count = 0;
+    for (int i = 0; i < KEYS; i++)
+        count += (size_t)present[i];
+    ck_assert_uint_eq(m.count, count);
+    mt__omap_free(&m);
+}
+END_TEST
+
+/* Inputs that would be quadratic with sorted arrays: many mmaps at falling
+ * addresses, ticks in reverse order, module churn. Must stay fast. */
+START_TEST(many_regions_ticks_modules)
+{
+    enum { N = 100000 };
+    const char *path = tpath("many_regions");
+    mt_cb_t *b = mt_cb_begin(path, NULL);
+    for (uint64_t i = 0; i < 5000; i++) {
+        const uint64_t seg[2] = {0, 0x1000};
+        mt_cb_module(b, i, 0x10000000 + 0x2000 * i, "m.so", NULL, 0, 1, seg);
+    }
+    for (uint64_t i = 0; i < N; i++) {
+        const uint64_t seg[2] = {0, 0x1000};
+        mt_cb_module_unload(b, i % 5000);
+        mt_cb_module(b, i % 5000, 0x10000000 + 0x2000 * (i % 5000), "m.so",
+                     NULL, 0, 1, seg);
+    }
+    uint32_t n = mt_cb_node(b, 0, 0x10000000 + 0x2000 * 77 + 5);
+    for (uint64_t i = 0; i < N; i++)
+        mt_cb_tick(b, 2 * N - i, i, i);
+    for (uint64_t i = 0; i < N; i++)
+        mt_cb_event(b, 0, MT_EV_MMAP, i + 1, 0x7f0000000000 - 0x2000 * i,
+                    0x2000, n, 0, 0);
+    for (uint64_t i = 0; i < N; i++) /* a hole in each */
+        mt_cb_event(b, 0, MT_EV_MUNMAP, N + i + 1,
+                    0x7f0000000000 - 0x2000 * i + 0x800, 0x800, 0, 0, 0);
+    mt_cb_sync(b, 2 * N + 1);
+    mt_cb_trailer(b, 1, 1, MT_CB_NEXT, 0);
+    mt_cb_finish(b);
+    mt_capture_t *cap = load_ok(path, 0);
+    const mt_totals_t *t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->current_count, N);
+    ck_assert_uint_eq(t->current_bytes, (uint64_t)N * 0x1800);
+    ck_assert_uint_eq(t->peak_bytes, (uint64_t)N * 0x2000);
+    ck_assert_uint_eq(mt_capture_sample_count(cap), N);
+    ck_assert_uint_eq(mt_capture_samples(cap)[0].time_ns, N - 1);
+    ck_assert_uint_eq(mt_capture_samples(cap)[N - 1].time_ns, 0);
+    ck_assert_uint_eq(mt_capture_samples(cap)[0].heap_bytes,
+                      (uint64_t)N * 0x2000); /* seq N + 1: all mapped */
+    ck_assert_uint_eq(mt_capture_samples(cap)[N - 1].heap_bytes,
+                      (uint64_t)N * 0x1800 + 0x800); /* before the last */
+    ck_assert_uint_eq(mt_capture_module_count(cap), 5000 + N);
+    ck_assert_uint_eq(mt_capture_nodes(cap)[n].module, 5000 + N - 5000 + 77);
+    mt_capture_free(cap);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(mremap_moves)
 {
     const char *path = tpath("mremap");
@@ -829,6 +985,20 @@ START_TEST(bad_headers)
     ck_assert_int_eq(hh->parent_pid, 77);
     ck_assert_uint_eq(hh->start_realtime_ns, 1ull << 60);
     mt_capture_free(cap);
+    /* an empty payload: every field absent */
+    mt__file_header(buf, 0, 0);
+    mt_cb_write_file(path, buf, MT_FILE_HEADER_SIZE);
+    cap = load_ok(path, 0);
+    hh = mt_capture_header(cap);
+    ck_assert_int_eq(hh->argc, 0);
+    ck_assert_ptr_null(hh->argv[0]);
+    ck_assert_str_eq(hh->exe, "");
+    ck_assert_str_eq(hh->tracer_version, "");
+    ck_assert_ptr_null(hh->python_version);
+    ck_assert_int_eq(hh->pid, 0);
+    ck_assert_msg(strstr(mt_capture_warning(cap), "capture has no trailer"),
+                  "%s", mt_capture_warning(cap));
+    mt_capture_free(cap);
     unlink(path);
 }
 END_TEST
@@ -990,6 +1160,109 @@ START_TEST(bad_blocks)
 }
 END_TEST
 
+/* ---- Golden fixture ---------------------------------------------------------- */
+
+/* The capture behind tests/fixtures/golden-v1.bin (written once with this
+ * function). Loading the checked-in file catches a reader that no longer
+ * reads what format version 1 writers wrote. */
+static void write_golden(const char *path)
+{
+    static const char *const argv[] = {"./app", "--size", "3", NULL};
+    mt_cb_header_t h = {.flags = MT_FLAG_NATIVE_STACKS, .pid = 4242,
+                        .ppid = 1, .argv = argv, .exe = "/usr/bin/app",
+                        .tracer_version = "0.1.0", .rss_interval_ms = 10,
+                        .start_realtime_ns = 1700000000000000000ull};
+    mt_cb_t *b = mt_cb_begin(path, &h);
+    const uint8_t bid[4] = {0xde, 0xad, 0xbe, 0xef};
+    const uint64_t segs[] = {0, 0x3000, 0x4000, 0x1000};
+    mt_cb_module(b, 1, 0x555500000000, "/usr/bin/app", bid, 4, 2, segs);
+    mt_cb_thread(b, 0, 4242, "app");
+    mt_cb_thread(b, 1, 4243, "worker");
+    uint32_t main_ = mt_cb_node(b, 0, 0x555500001100);
+    uint32_t f = mt_cb_node(b, main_, 0x555500001200);
+    uint32_t g = mt_cb_node(b, main_, 0x555500001300);
+    mt_cb_tick(b, 3, 10000000, 1 << 20);
+    mt_cb_malloc(b, 1, 4, 0x7000, 4096, g);
+    mt_cb_malloc(b, 0, 1, 0x1000, 100, f);
+    mt_cb_event(b, 0, MT_EV_CALLOC, 2, 0x2000, 200, f, 0, 0);
+    mt_cb_realloc(b, 0, 3, 0x1000, 0x3000, 300, g);
+    mt_cb_sync(b, 4);
+    mt_cb_flush(b);
+    mt_cb_tick(b, 8, 20000000, 2 << 20);
+    mt_cb_event(b, 1, MT_EV_MMAP, 5, 0x100000, 0x10000, g, 0, 0);
+    mt_cb_event(b, 1, MT_EV_MUNMAP, 6, 0x104000, 0x4000, 0, 0, 0);
+    mt_cb_free(b, 0, 7, 0x2000);
+    mt_cb_sync(b, 8);
+    mt_cb_trailer(b, 25000000, 3 << 20, 7, 0);
+    mt_cb_finish(b);
+}
+
+static void check_golden(mt_capture_t *cap)
+{
+    ck_assert_ptr_null(mt_capture_warning(cap));
+    const mt_header_t *h = mt_capture_header(cap);
+    ck_assert_int_eq(h->pid, 4242);
+    ck_assert_int_eq(h->argc, 3);
+    ck_assert_str_eq(h->argv[1], "--size");
+    ck_assert_str_eq(h->exe, "/usr/bin/app");
+    ck_assert_uint_eq(h->flags, MT_FLAG_NATIVE_STACKS);
+    ck_assert_uint_eq(h->start_realtime_ns, 1700000000000000000ull);
+    const mt_totals_t *t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->total_allocations, 5);
+    ck_assert_uint_eq(t->total_frees, 2);
+    ck_assert_uint_eq(t->current_count, 3);
+    ck_assert_uint_eq(t->current_bytes, 4096 + 300 + 0xc000);
+    ck_assert_uint_eq(t->peak_bytes, 4096 + 300 + 200 + 0x10000);
+    ck_assert_uint_eq(t->peak_seq, 5);
+    ck_assert_uint_eq(t->peak_time_ns, 10000000);
+    ck_assert_uint_eq(t->duration_ns, 25000000);
+    ck_assert_uint_eq(t->peak_rss_bytes, 3 << 20);
+    ck_assert_uint_eq(t->threads, 2);
+    ck_assert_uint_eq(t->events, 7);
+    ck_assert_int_eq(t->complete, 1);
+    ck_assert_uint_eq(mt_capture_sample_count(cap), 2);
+    ck_assert_uint_eq(mt_capture_samples(cap)[0].heap_bytes, 100 + 200);
+    ck_assert_uint_eq(mt_capture_samples(cap)[1].heap_bytes,
+                      4096 + 300 + 0xc000);
+    ck_assert_uint_eq(mt_capture_module_count(cap), 1);
+    ck_assert_uint_eq(mt_capture_modules(cap)[0].hi, 0x555500005000);
+    ck_assert_uint_eq(mt_capture_node_count(cap), 4);
+    ck_assert_uint_eq(mt_capture_nodes(cap)[3].module, 0);
+    const mt_node_stats_t *s = mt_capture_node_stats(cap);
+    AMT_EQ(s[2].total, 300, 2);
+    AMT_EQ(s[2].leaked, 0, 0);
+    AMT_EQ(s[2].peak, 200, 1);
+    AMT_EQ(s[3].peak, 4096 + 300 + 0x10000, 3);
+    AMT_EQ(s[3].leaked, 4096 + 300 + 0xc000, 3);
+    AMT_EQ(s[2].temporary, 0, 0); /* freed 1 and 3 allocations later */
+}
+
+START_TEST(golden_fixture)
+{
+    const char *path = tpath("golden");
+    write_golden(path);
+    mt_capture_t *cap = load_ok(path, 0);
+    check_golden(cap);
+    mt_capture_free(cap);
+    unlink(path);
+    char fx[4096];
+    const char *dir = getenv("MT_FIXTURES");
+    if (dir) {
+        snprintf(fx, sizeof fx, "%s/golden-v1.bin", dir);
+    } else { /* __FILE__ is tests/test_reader.c, absolute under CMake */
+        snprintf(fx, sizeof fx, "%s", __FILE__);
+        char *slash = strrchr(fx, '/');
+        snprintf(slash ? slash + 1 : fx, sizeof fx - (size_t)(slash ? slash + 1 - fx : 0),
+                 "fixtures/golden-v1.bin");
+    }
+    if (getenv("MT_WRITE_GOLDEN"))
+        write_golden(fx);
+    cap = load_ok(fx, 0);
+    check_golden(cap);
+    mt_capture_free(cap);
+}
+END_TEST
+
 Suite *mt_test_reader_suite(void)
 {
     Suite *s = suite_create("reader");
@@ -1003,9 +1276,13 @@ Suite *mt_test_reader_suite(void)
     tcase_add_test(tc, many_threads_merge);
     tcase_add_test(tc, partial_munmap);
     tcase_add_test(tc, mremap_moves);
+    tcase_add_test(tc, mmap_random_model);
+    tcase_add_test(tc, omap_against_model);
+    tcase_add_test(tc, many_regions_ticks_modules);
     tcase_add_test(tc, ticks_to_samples);
     tcase_add_test(tc, modules_and_nodes);
     tcase_add_test(tc, load_from_memory);
+    tcase_add_test(tc, golden_fixture);
     suite_add_tcase(s, tc);
     TCase *bad = tcase_create("damaged");
     tcase_set_timeout(bad, 60);

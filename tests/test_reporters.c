@@ -316,7 +316,7 @@ END_TEST
 static mt_frame_t frame(const char *function, const char *file,
                         unsigned line, const char *module)
 {
-    mt_frame_t f = {function, file, line, module, 0};
+    mt_frame_t f = {function, file, line, module, 0, 0};
     return f;
 }
 
@@ -726,7 +726,9 @@ START_TEST(stats_numbers)
     ASSERT_HAS(js, "\n  \"total_bytes_allocated\": 1860,\n");
     ASSERT_HAS(js, "\n    \"malloc\": {\"count\": 5, \"bytes\": 1860},\n");
     ASSERT_HAS(js, "\n    \"calloc\": {\"count\": 0, \"bytes\": 0},\n");
-    ASSERT_HAS(js, "\n    \"mremap\": {\"count\": 0, \"bytes\": 0}\n");
+    ASSERT_HAS(js, "\n    \"mremap\": {\"count\": 0, \"bytes\": 0},\n");
+    ASSERT_HAS(js, "\n    \"PyMem_Realloc\": {\"count\": 0, \"bytes\": 0}\n");
+    ck_assert_ptr_null(strstr(js, "\"PyMem_Free\""));
     ck_assert_ptr_null(strstr(js, "\"munmap\""));
     ck_assert_ptr_null(strstr(js, "\"free\""));
     ASSERT_HAS(js, "\"size_histogram\": [\n"

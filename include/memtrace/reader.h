@@ -114,6 +114,7 @@ typedef struct mt_frame_s {
     unsigned line;        /* 0 when unknown */
     const char *module;   /* shared object path, or "" */
     int inlined;          /* 1: inlined into the next (outer) frame */
+    int python;           /* 1: a Python frame (module is "") */
 } mt_frame_t;
 
 /* Reads the whole capture at path. On success returns 0 and *out (owned by
