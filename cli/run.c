@@ -499,7 +499,12 @@ int mt__cmd_run(int argc, char **argv)
     }
 
     struct stat st;
-    if (stat(out, &st) != 0 || st.st_size == 0) {
+    if (stat(out, &st) != 0) {
+        fprintf(stderr, "memtrace run: the capture %s no longer exists (it "
+                        "or its directory was removed while recording)\n", out);
+        return status;
+    }
+    if (st.st_size == 0) {
         fprintf(stderr, "memtrace run: no capture was written to %s (the "
                         "program was not traced: setuid, or it cleared "
                         "LD_PRELOAD?)\n", out);

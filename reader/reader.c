@@ -577,9 +577,15 @@ static int def_record(mt_loader_t *ld, unsigned type, mt_cur_t *c,
     }
     case MT_DEF_TRAILER:
         return def_trailer(ld, c, off);
-    case MT_DEF_NOTE:
-        (void)cur_str(c, &n);
-        return c->bad ? def_corrupt(ld, "note record cut short", off) : 0;
+    case MT_DEF_NOTE: {
+        /* The tracer's own word (it could not trace something): shown. */
+        const uint8_t *msg = cur_str(c, &n);
+        if (c->bad)
+            return def_corrupt(ld, "note record cut short", off);
+        mt__load_warn(ld, "the tracer said: %.*s", (int)(n > 300 ? 300 : n),
+                      (const char *)msg);
+        return 0;
+    }
     case MT_DEF_CHILD:
         (void)cur_varint(c);
         return c->bad ? def_corrupt(ld, "child record cut short", off) : 0;

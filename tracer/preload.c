@@ -1,6 +1,7 @@
 /* preload.c: the tracer's life cycle inside the profiled process: the global
  * state, start-up (configuration from the environment set by
  * `memtrace run`), fork handling and the flush at exit. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -10,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/capture_write.h"
 #include "tracer.h"
 
 struct mt_tracer mt__g = {
@@ -73,6 +75,32 @@ static void scrub_environment(void)
         unsetenv(vars[i]);
 }
 
+/* A program (or a library before us) that defines malloc itself is not
+ * seen by our hooks: say so on stderr and in the capture. */
+static void check_malloc_owner(void)
+{
+    void *first = dlsym(RTLD_DEFAULT, "malloc");
+    Dl_info mine, theirs;
+    if (!first || !dladdr((void *)check_malloc_owner, &mine) ||
+        !dladdr(first, &theirs) || theirs.dli_fbase == mine.dli_fbase)
+        return;
+    char msg[600];
+    int n = snprintf(msg, sizeof msg,
+                     "malloc is defined by %s, ahead of memtrace: "
+                     "allocations made through it are not traced",
+                     theirs.dli_fname && theirs.dli_fname[0] ? theirs.dli_fname
+                                                             : "the program");
+    if (n < 0)
+        return;
+    size_t len = (size_t)n < sizeof msg ? (size_t)n : sizeof msg - 1;
+    mt__say("memtrace: warning: %s\n", msg);
+    uint8_t rec[sizeof msg + MT_VARINT_MAX];
+    uint8_t *p = mt__put_str(rec, msg, len);
+    pthread_mutex_lock(&mt__g.defs_lock);
+    mt__def_put_unlocked(MT_DEF_NOTE, rec, (size_t)(p - rec));
+    pthread_mutex_unlock(&mt__g.defs_lock);
+}
+
 static void start_tracing(int create_excl)
 {
     mt__g.pid = getpid();
@@ -85,6 +113,7 @@ static void start_tracing(int create_excl)
         return;
     }
     atomic_store(&mt__g.active, 1);
+    check_malloc_owner();
 }
 
 static void fork_prepare(void)

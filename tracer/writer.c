@@ -68,6 +68,14 @@ static void write_failed(int err)
 
 static void write_all(const uint8_t *data, size_t len)
 {
+    /* Past a file-size limit, write(2) raises SIGXFSZ in the writing thread
+     * (default: kill the program). Blocked here, it fails with EFBIG. The
+     * writer thread blocks it for good; the final flush runs on a program
+     * thread, hence per call. */
+    sigset_t xfsz, old;
+    sigemptyset(&xfsz);
+    sigaddset(&xfsz, SIGXFSZ);
+    pthread_sigmask(SIG_BLOCK, &xfsz, &old);
     while (len && !mt__g.write_error && mt__g.fd >= 0) {
         ssize_t n = write(mt__g.fd, data, len);
         if (n < 0 && errno == EINTR)
@@ -79,6 +87,13 @@ static void write_all(const uint8_t *data, size_t len)
         data += n;
         len -= (size_t)n;
     }
+    sigset_t pending;
+    if (sigpending(&pending) == 0 && sigismember(&pending, SIGXFSZ)) {
+        /* Consume ours before unblocking, or it would kill the program. */
+        struct timespec zero = {0, 0};
+        sigtimedwait(&xfsz, NULL, &zero);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static int raw_reserve(size_t len)

@@ -10,6 +10,10 @@
  *   abort | segv    allocate, wait for a flush, then crash
  *   _exit           allocate then _exit(7) at once
  *   dlopen          dlopen/dlclose a library 200 times
+ *   threads16       16 threads allocating for 3 s, replaced as they finish
+ *   oom             allocate 1 MiB blocks until malloc fails (under a
+ *                   RLIMIT_AS set by the test), then free them all
+ *   sleep           sleep 1 s (the test removes the capture's directory)
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -180,6 +184,56 @@ static int dlopen_loop(void)
     return 0;
 }
 
+NOINLINE static void *worker16(void *arg)
+{
+    void *slots[32] = {0};
+    for (long i = 0; i < 20000 + (long)arg * 1000; i++) {
+        int k = (int)(i % 32);
+        free(slots[k]);
+        slots[k] = malloc(16 + (size_t)(i * 7 % 4000));
+    }
+    for (int k = 0; k < 32; k++)
+        free(slots[k]);
+    return NULL;
+}
+
+static int threads16(void)
+{
+    pthread_t t[16];
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    long started = 0;
+    for (int i = 0; i < 16; i++, started++)
+        pthread_create(&t[i], NULL, worker16, (void *)(long)i);
+    do {
+        /* Join the oldest and start a new one in its place. */
+        int i = (int)(started % 16);
+        pthread_join(t[i], NULL);
+        pthread_create(&t[i], NULL, worker16, (void *)(long)i);
+        started++;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (now.tv_sec - start.tv_sec < 3);
+    for (int i = 0; i < 16; i++)
+        pthread_join(t[i], NULL);
+    puts("16 threads done");
+    return 0;
+}
+
+NOINLINE static int oom(void)
+{
+    void **blocks = calloc(1 << 16, sizeof *blocks);
+    long n = 0;
+    while (n < (1 << 16) && (blocks[n] = malloc(1 << 20)) != NULL) {
+        memset(blocks[n], 1, 4096);
+        n++;
+    }
+    for (long i = 0; i < n; i++)
+        free(blocks[i]);
+    free(blocks);
+    puts(n > 0 && n < (1 << 16) ? "malloc failed, recovered" : "no limit hit");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -197,6 +251,17 @@ int main(int argc, char **argv)
         return churn();
     if (!strcmp(mode, "dlopen"))
         return dlopen_loop();
+    if (!strcmp(mode, "threads16"))
+        return threads16();
+    if (!strcmp(mode, "oom"))
+        return oom();
+    if (!strcmp(mode, "sleep")) {
+        before_crash();
+        sleep_ms(1000);
+        before_crash();
+        puts("slept");
+        return 0;
+    }
     if (!strcmp(mode, "abort") || !strcmp(mode, "segv") || !strcmp(mode, "_exit")) {
         before_crash();
         if (mode[0] == '_')

@@ -1,0 +1,106 @@
+"""End-to-end: the tracer never breaks the program, under load and faults
+(issue: trust). Each test runs a real program under `memtrace run` and
+checks both the program's own result and the capture."""
+import json
+import os
+import resource
+import shutil
+import subprocess
+import unittest
+
+from harness import (MEMTRACE, CaptureTest, memtrace, prog, report_json,
+                     sites_by_function)
+
+SANITIZED = os.environ.get("MT_SANITIZED") == "1"
+
+
+def balanced(testcase, capture):
+    s = report_json("summary", capture)
+    testcase.assertEqual(s["total_allocations"] - s["total_frees"],
+                         s["current_allocations"])
+    return s
+
+
+class Load(CaptureTest):
+    def test_16_threads_with_churn(self):
+        capture, cp = self.record([prog("lifecycle"), "threads16"], timeout=120)
+        plain = subprocess.run([prog("lifecycle"), "threads16"],
+                               capture_output=True, text=True, timeout=60)
+        self.assertEqual(cp.stdout, plain.stdout)
+        s = balanced(self, capture)
+        self.assertGreater(s["threads"], 16)
+        self.assertGreater(s["total_allocations"], 16 * 20000)
+        # Every worker frees what it allocated: only the C library's own
+        # thread set-up is still live.
+        leaks = sites_by_function(report_json("report", capture, "--leaks",
+                                              "--top", "1000"))
+        self.assertNotIn("worker16", leaks)
+
+
+class Faults(CaptureTest):
+    def test_out_of_memory_under_rlimit_as(self):
+        def limit():
+            resource.setrlimit(resource.RLIMIT_AS, (768 << 20, 768 << 20))
+        if SANITIZED:
+            self.skipTest("ASan's shadow memory needs more address space")
+        capture, cp = self.record([prog("lifecycle"), "oom"], preexec_fn=limit,
+                                  timeout=120)
+        self.assertEqual(cp.stdout, "malloc failed, recovered\n")
+        balanced(self, capture)
+
+    def test_file_size_limit_stops_tracing_not_the_program(self):
+        def limit():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+        capture, cp = self.record([prog("stress"), "4", "500000", "100"],
+                                  preexec_fn=limit, timeout=120)
+        self.assertEqual(cp.stdout, "2000000 pairs\n")
+        self.assertIn("capture incomplete", cp.stderr)
+        self.assertLessEqual(os.path.getsize(capture), 64 << 10)
+        # What was written is readable, with a warning and no crash.
+        r = memtrace("summary", capture, "--json", check=False)
+        self.assertIn(r.returncode, (0, 2), r.stderr)
+        if r.returncode == 0:
+            self.assertIsNotNone(json.loads(r.stdout)["warning"])
+        else:
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1)
+
+    def test_output_directory_removed_while_recording(self):
+        d = self.path("vanishing")
+        os.mkdir(d)
+        p = subprocess.Popen([MEMTRACE, "run", "-o", os.path.join(d, "x.bin"),
+                              "--", prog("lifecycle"), "sleep"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        import time
+        time.sleep(0.3)
+        shutil.rmtree(d)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0)
+        self.assertEqual(out, "slept\n")
+        self.assertIn("no longer exists", err)
+
+    def test_program_with_its_own_malloc(self):
+        capture, cp = self.record([prog("own_malloc")])
+        self.assertEqual(cp.stdout, "own allocator used 100000 bytes\n")
+        self.assertIn("malloc is defined by", cp.stderr)
+        s = report_json("summary", capture)
+        self.assertIn("not traced", s["warning"])
+
+
+class ReaderUnderValgrind(CaptureTest):
+    def test_report_is_clean_under_valgrind(self):
+        if SANITIZED or not shutil.which("valgrind"):
+            self.skipTest("valgrind needs the unsanitized build and valgrind")
+        capture, _ = self.record([prog("known_allocs")])
+        for args in (["summary", capture, "--json"],
+                     ["report", capture, "--leaks", "--json"],
+                     ["stats", capture]):
+            cp = subprocess.run(["valgrind", "-q", "--error-exitcode=1",
+                                 "--leak-check=full", "--errors-for-leak-kinds=definite",
+                                 MEMTRACE, *args],
+                                capture_output=True, text=True, timeout=300)
+            self.assertEqual(cp.returncode, 0, cp.stderr[-3000:])
+
+
+if __name__ == "__main__":
+    unittest.main()
