@@ -309,6 +309,36 @@ static void set_child_env(const run_opts_t *o, const char *preload, const char *
     setenv("MEMTRACE_FORCE", o->force ? "1" : "0", 1);
 }
 
+/* The command as typed, for the capture's header: the interpreter really
+ * runs memtrace's launcher, which users should not see there. Arguments
+ * are separated by \x1f (the environment cannot hold NULs). */
+static void set_argv_env(const run_opts_t *o, const char *python)
+{
+    size_t len = 1;
+    for (int i = 0; i < o->nrest; i++)
+        len += strlen(o->rest[i]) + 1;
+    len += (python ? strlen(python) : 0) + 4 +
+           strlen(o->module ? o->module : o->code ? o->code : "") + 1;
+    char *s = malloc(len), *p = s;
+    if (!s)
+        return;
+    if (o->python_mode) {
+        p += sprintf(p, "%s\x1f", python);
+        if (o->module)
+            p += sprintf(p, "-m\x1f%s\x1f", o->module);
+        else if (o->code)
+            p += sprintf(p, "-c\x1f%s\x1f", o->code);
+    }
+    for (int i = 0; i < o->nrest; i++)
+        p += sprintf(p, "%s\x1f", o->rest[i]);
+    if (p > s)
+        p[-1] = 0;
+    else
+        *p = 0;
+    setenv("MEMTRACE_ARGV", s, 1);
+    free(s);
+}
+
 /* Builds the child's argv: the program as given, or for Python the
  * interpreter running memtrace's launcher, which attaches the frame walker
  * and then runs the module, code or script exactly as `python3 -m/-c/
@@ -472,6 +502,7 @@ int mt__cmd_run(int argc, char **argv)
     if (pid == 0) {
         close(errpipe[0]);
         set_child_env(&o, preload, out);
+        set_argv_env(&o, python);
         if (o.python_mode)
             set_python_env(&o, pkg);
         execv(prog, av);

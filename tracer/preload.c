@@ -61,6 +61,7 @@ void mt__say(const char *fmt, ...)
 #define ENV_FORCE "MEMTRACE_FORCE"
 #define ENV_ROOT "MEMTRACE_ROOT_PID"
 #define ENV_PRELOAD "MEMTRACE_LD_PRELOAD"
+#define ENV_ARGV "MEMTRACE_ARGV"
 
 static void scrub_environment(void)
 {
@@ -70,7 +71,7 @@ static void scrub_environment(void)
     else
         unsetenv("LD_PRELOAD");
     const char *vars[] = {ENV_OUTPUT, ENV_FOLLOW, ENV_RSS, ENV_QUIET,
-                          ENV_FORCE, ENV_ROOT, ENV_PRELOAD};
+                          ENV_FORCE, ENV_ROOT, ENV_PRELOAD, ENV_ARGV};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
 }
@@ -211,11 +212,13 @@ __attribute__((constructor)) static void mt_tracer_init(void)
         snprintf(mt__g.path, sizeof mt__g.path, "%s.%d", out, (int)getpid());
         create_excl = !mt__g.force;
     }
-    if (!mt__g.follow_fork)
-        scrub_environment();
     pthread_key_create(&mt__g.thread_key, mt__thread_exit);
     mt__install_fork_handlers();
-    start_tracing(create_excl);
+    start_tracing(create_excl); /* reads MEMTRACE_ARGV for the header */
+    if (!mt__g.follow_fork)
+        scrub_environment();
+    else
+        unsetenv(ENV_ARGV); /* only the root process uses it */
     mt__busy = 0;
 }
 

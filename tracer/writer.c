@@ -342,7 +342,21 @@ static size_t build_header(uint8_t *p0)
     p = mt__hdr_put_varint(p, MT_HDR_START_REALTIME,
                            (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec);
     p = mt__hdr_put_varint(p, MT_HDR_POINTER_SIZE, sizeof(void *));
-    size_t alen = read_file("/proc/self/cmdline", args, sizeof args);
+    /* The command as the user typed it (memtrace run passes it for the
+     * root process, where the interpreter may run memtrace's launcher),
+     * else this process's own. */
+    size_t alen = 0;
+    const char *typed = getenv("MEMTRACE_ARGV");
+    if (typed && mt__g.pid == mt__g.root_pid) {
+        alen = strlen(typed);
+        if (alen >= sizeof args)
+            alen = sizeof args - 1;
+        for (size_t i = 0; i < alen; i++) /* \x1f separates: NUL in the file */
+            args[i] = typed[i] == '\x1f' ? 0 : typed[i];
+        args[alen++] = 0;
+    } else {
+        alen = read_file("/proc/self/cmdline", args, sizeof args);
+    }
     p = mt__hdr_put_bytes(p, MT_HDR_ARGV, args, alen);
     ssize_t elen = readlink("/proc/self/exe", exe, sizeof exe);
     p = mt__hdr_put_bytes(p, MT_HDR_EXE, exe, elen > 0 ? (size_t)elen : 0);
