@@ -186,9 +186,64 @@ static int is_static_elf(const char *path)
     return result;
 }
 
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+/* Reads the first word of a pyenv version file into out. */
+static int read_version_file(const char *path, char *out, size_t cap)
+{
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return -1;
+    int ok = fscanf(f, "%255s", out) == 1 && strlen(out) < cap;
+    fclose(f);
+    return ok ? 0 : -1;
+}
+
+/* pyenv's shims are shell scripts that pick a version and exec it; doing
+ * that choice here saves running the shim (and an interpreter) once more:
+ * PYENV_VERSION, else .python-version from the working directory up, else
+ * $PYENV_ROOT/version. Returns 0 with the interpreter in out. */
+static int resolve_pyenv_shim(const char *shim, char *out, size_t cap)
+{
+    const char *tail = strstr(shim, "/shims/");
+    if (!tail)
+        return -1;
+    char root[PATH_MAX], version[256] = "", dir[PATH_MAX], probe[PATH_MAX + 32];
+    snprintf(root, sizeof root, "%.*s", (int)(tail - shim), shim);
+    const char *env = getenv("PYENV_VERSION");
+    if (env && env[0]) {
+        snprintf(version, sizeof version, "%.*s", (int)strcspn(env, ":"), env);
+    } else if (getcwd(dir, sizeof dir)) {
+        for (;;) {
+            snprintf(probe, sizeof probe, "%s/.python-version", dir);
+            if (read_version_file(probe, version, sizeof version) == 0)
+                break;
+            char *slash = strrchr(dir, '/');
+            if (!slash || slash == dir)
+                break;
+            *slash = 0;
+        }
+        if (!version[0]) {
+            snprintf(probe, sizeof probe, "%s/version", root);
+            read_version_file(probe, version, sizeof version);
+        }
+    }
+    if (!version[0] || strcmp(version, "system") == 0)
+        return -1;
+    if ((size_t)snprintf(out, cap, "%s/versions/%s/bin/%s", root, version,
+                         base_name(shim)) >= cap)
+        return -1;
+    return access(out, X_OK) == 0 ? 0 : -1;
+}
+
 /* The real interpreter behind a wrapper script (pyenv's python3 is a shell
- * script that execs the interpreter): ask it for sys.executable, so the
- * interpreter is traced and not the shim. Only scripts pay for this. */
+ * script that execs the interpreter), so the interpreter is traced and not
+ * the shim. pyenv's choice is made here when it can be; other wrappers are
+ * asked for sys.executable. ELF interpreters pay nothing. */
 static void resolve_python(const char *found, char *out, size_t cap)
 {
     snprintf(out, cap, "%s", found);
@@ -199,6 +254,8 @@ static void resolve_python(const char *found, char *out, size_t cap)
     ssize_t n = read(fd, magic, 2);
     close(fd);
     if (n != 2 || magic[0] != '#' || magic[1] != '!')
+        return;
+    if (resolve_pyenv_shim(found, out, cap) == 0)
         return;
     char cmd[PATH_MAX + 64];
     snprintf(cmd, sizeof cmd, "'%s' -c 'import sys; print(sys.executable)'", found);
@@ -232,12 +289,6 @@ static int find_preload(char *out, size_t cap)
                          MT_PRELOAD_NAME) >= cap)
         return -1;
     return access(out, R_OK) == 0 ? 0 : -1;
-}
-
-static const char *base_name(const char *p)
-{
-    const char *s = strrchr(p, '/');
-    return s ? s + 1 : p;
 }
 
 /* Creates the capture file empty with mode 0600, refusing to follow a
