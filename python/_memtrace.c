@@ -1,0 +1,368 @@
+/* _memtrace.c: the CPython module memtrace._memtrace, a thin binding
+ * between Python and the tracer (libmemtrace_preload.so). It attaches the
+ * frame walker (walker.c) to a tracer that `memtrace run` preloaded, or
+ * loads the tracer and starts it for memtrace.Tracker, and wraps the PyMem
+ * allocators for --trace-python-allocators. The tracer's functions are
+ * looked up at run time (include/memtrace/tracer.h): nothing of memtrace
+ * is linked in. All functions here run with the GIL held, which also
+ * protects this file's state. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+
+#include "walker.h"
+
+/* The tracer's API, resolved once (GIL). */
+static struct {
+    int (*attach)(const mt_python_ops_t *ops, unsigned flags);
+    int (*active)(void);
+    int (*pymem_wrap)(int domain, const mt_pymem_allocator_t *orig,
+                      mt_pymem_allocator_t *wrapped);
+    int (*start)(const char *path, const mt_tracer_opts_t *opts);
+    int (*stop)(void);
+} tracer;
+
+/* The walker's callbacks; filled at import, then read by the tracer from
+ * any thread (never written again). */
+static mt_python_ops_t ops;
+
+/* Tracker sessions: start() and stop() release the GIL while the tracer
+ * starts or stops, so a session is BUSY meanwhile. GIL. */
+enum { SESSION_IDLE, SESSION_BUSY, SESSION_TRACING };
+static int session;
+
+/* The PyMem allocators replaced by the tracer's wrappers (and the
+ * wrappers), to put back when a Tracker stops. GIL. */
+static const PyMemAllocatorDomain pymem_domains[3] = {
+    PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ};
+static const int pymem_mt_domains[3] = {MT_PYMEM_RAW, MT_PYMEM_MEM, MT_PYMEM_OBJ};
+static PyMemAllocatorEx pymem_saved[3], pymem_ours[3];
+static int pymem_wrapped;
+
+/* Finds the tracer's functions: in the process already (preloaded by
+ * `memtrace run`), else by loading preload (when not NULL). Returns 0, or
+ * -1 with an exception set. */
+static int resolve_tracer(const char *preload)
+{
+    if (tracer.attach)
+        return 0;
+    void *h = RTLD_DEFAULT;
+    if (!dlsym(h, "mt_tracer_python_attach")) {
+        if (!preload) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "memtrace's tracer is not loaded in this process "
+                            "(run the program with `memtrace run`, or use "
+                            "memtrace.Tracker)");
+            return -1;
+        }
+        /* RTLD_LOCAL: the library's malloc must not take over symbol
+         * resolution; mt_tracer_start() redirects the calls itself. Never
+         * closed: the hooks may run until the process ends. */
+        h = dlopen(preload, RTLD_NOW | RTLD_LOCAL);
+        if (!h) {
+            const char *err = dlerror();
+            PyErr_Format(PyExc_RuntimeError, "cannot load memtrace's tracer: %s",
+                         err ? err : preload);
+            return -1;
+        }
+    }
+    tracer.active = (int (*)(void))dlsym(h, "mt_tracer_active");
+    tracer.pymem_wrap = (int (*)(int, const mt_pymem_allocator_t *,
+                                 mt_pymem_allocator_t *))dlsym(h, "mt_tracer_pymem_wrap");
+    tracer.start = (int (*)(const char *, const mt_tracer_opts_t *))dlsym(h, "mt_tracer_start");
+    tracer.stop = (int (*)(void))dlsym(h, "mt_tracer_stop");
+    tracer.attach = (int (*)(const mt_python_ops_t *, unsigned))dlsym(
+        h, "mt_tracer_python_attach");
+    if (!tracer.attach || !tracer.active) {
+        tracer.attach = NULL;
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the loaded memtrace tracer lacks mt_tracer_python_attach");
+        return -1;
+    }
+    return 0;
+}
+
+static int same_allocator(const PyMemAllocatorEx *a, const PyMemAllocatorEx *b)
+{
+    return a->ctx == b->ctx && a->malloc == b->malloc && a->calloc == b->calloc &&
+           a->realloc == b->realloc && a->free == b->free;
+}
+
+/* Puts the tracer's wrapper around each PyMem domain's allocator.
+ *
+ * The MEM and OBJ domains are only called with the GIL held, so switching
+ * them here is safe. The RAW domain is called without the GIL: a thread
+ * may read the allocator while it is being replaced and pair the new
+ * function with the old context (CPython's tracemalloc switches it the
+ * same way); the tracer's wrappers must cope (see the report to the
+ * tracer's owner). Under `memtrace run` this happens before the program
+ * starts any thread. Returns 0, or -1 with an exception set. */
+static int pymem_wrap(void)
+{
+    if (pymem_wrapped)
+        return 0;
+    if (!tracer.pymem_wrap) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the loaded memtrace tracer lacks mt_tracer_pymem_wrap");
+        return -1;
+    }
+    mt_pymem_allocator_t orig[3], wrapped[3];
+    for (int i = 0; i < 3; i++) {
+        PyMem_GetAllocator(pymem_domains[i], &pymem_saved[i]);
+        orig[i].ctx = pymem_saved[i].ctx;
+        orig[i].malloc = pymem_saved[i].malloc;
+        orig[i].calloc = pymem_saved[i].calloc;
+        orig[i].realloc = pymem_saved[i].realloc;
+        orig[i].free = pymem_saved[i].free;
+        int rc = tracer.pymem_wrap(pymem_mt_domains[i], &orig[i], &wrapped[i]);
+        if (rc != 0) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "the tracer cannot wrap PyMem domain %d (error %d)", i, rc);
+            return -1;
+        }
+        pymem_ours[i].ctx = wrapped[i].ctx;
+        pymem_ours[i].malloc = wrapped[i].malloc;
+        pymem_ours[i].calloc = wrapped[i].calloc;
+        pymem_ours[i].realloc = wrapped[i].realloc;
+        pymem_ours[i].free = wrapped[i].free;
+    }
+    for (int i = 0; i < 3; i++)
+        PyMem_SetAllocator(pymem_domains[i], &pymem_ours[i]);
+    pymem_wrapped = 1;
+    return 0;
+}
+
+/* Puts the saved allocators back, in each domain where the wrapper is
+ * still installed. Where someone wrapped it in turn (tracemalloc started
+ * later), it stays: the wrapper then only forwards, and putting the
+ * original back would silently drop their wrapper. */
+static void pymem_unwrap(void)
+{
+    if (!pymem_wrapped)
+        return;
+    for (int i = 0; i < 3; i++) {
+        PyMemAllocatorEx now;
+        PyMem_GetAllocator(pymem_domains[i], &now);
+        if (same_allocator(&now, &pymem_ours[i]))
+            PyMem_SetAllocator(pymem_domains[i], &pymem_saved[i]);
+    }
+    pymem_wrapped = 0;
+}
+
+/* Attaches the walker (and the PyMem wrappers). Returns 0, or -1 with an
+ * exception set. */
+static int attach_walker(int native, int pyalloc, PyObject *root)
+{
+    mt__py_set_root(root && root != Py_None ? root : NULL);
+    int rc = tracer.attach(&ops, native ? MT_PYTHON_NATIVE : 0);
+    if (rc == MT_EEXIST) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a Python frame walker is already attached to memtrace's tracer");
+        return -1;
+    }
+    if (rc != 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "memtrace's tracer refused the frame walker (error %d; "
+                     "walker ABI %d)", rc, MT_PYTHON_OPS_ABI);
+        return -1;
+    }
+    return pyalloc ? pymem_wrap() : 0;
+}
+
+PyDoc_STRVAR(attach_doc,
+"attach(native=False, pyalloc=False, root=None)\n--\n\n"
+"Attach the Python frame walker to the tracer `memtrace run` preloaded.\n"
+"native: merge Python frames into native stacks; pyalloc: record the PyMem\n"
+"and PyObject allocators too; root: a code object at which stacks stop\n"
+"(the frame running it and all outer frames are left out).");
+
+static PyObject *py_attach(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"native", "pyalloc", "root", NULL};
+    int native = 0, pyalloc = 0;
+    PyObject *root = NULL;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|ppO:attach", names, &native, &pyalloc,
+                                     &root))
+        return NULL;
+    if (root && root != Py_None && !PyCode_Check(root))
+        return PyErr_Format(PyExc_TypeError, "root must be a code object or None");
+    if (resolve_tracer(NULL) != 0)
+        return NULL;
+    if (root && root != Py_None)
+        Py_INCREF(root); /* the walker compares against it from now on */
+    if (attach_walker(native, pyalloc, root) != 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(start_doc,
+"start(preload, path, native=False, pyalloc=False, follow_fork=False,\n"
+"      force=False, quiet=True, rss_interval_ms=0)\n--\n\n"
+"Load the tracer (preload: its path) unless present, start writing the\n"
+"capture path and attach the frame walker. Raises FileExistsError when\n"
+"path exists and force is false, RuntimeError when already tracing.");
+
+static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"preload", "path", "native", "pyalloc", "follow_fork",
+                            "force", "quiet", "rss_interval_ms", NULL};
+    const char *preload, *path;
+    int native = 0, pyalloc = 0, follow_fork = 0, force = 0, quiet = 1;
+    unsigned int rss = 0;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|pppppI:start", names, &preload, &path,
+                                     &native, &pyalloc, &follow_fork, &force, &quiet,
+                                     &rss))
+        return NULL;
+    if (session != SESSION_IDLE)
+        return PyErr_Format(PyExc_RuntimeError, "memtrace is already tracing this process");
+    if (resolve_tracer(preload) != 0)
+        return NULL;
+    if (!tracer.start || !tracer.stop)
+        return PyErr_Format(PyExc_RuntimeError,
+                            "the loaded memtrace tracer cannot start at run time");
+    if (tracer.active())
+        return PyErr_Format(PyExc_RuntimeError,
+                            "memtrace is already tracing this process "
+                            "(started by `memtrace run`?)");
+    mt_tracer_opts_t opts = {.rss_interval_ms = rss, .follow_fork = follow_fork,
+                             .force = force, .quiet = quiet};
+    int rc;
+    session = SESSION_BUSY;
+    Py_BEGIN_ALLOW_THREADS
+    rc = tracer.start(path, &opts);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        session = SESSION_IDLE;
+        if (rc == MT_EEXIST && tracer.active())
+            return PyErr_Format(PyExc_RuntimeError, "memtrace is already tracing this process");
+        if (rc < -4000 || rc >= 0) /* memtrace's own codes (memtrace.h) */
+            return PyErr_Format(PyExc_RuntimeError, "memtrace cannot start tracing "
+                                                    "(error %d)", rc);
+        errno = -rc; /* FileExistsError, PermissionError... */
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    }
+    if (attach_walker(native, pyalloc, NULL) != 0) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        pymem_unwrap();
+        Py_BEGIN_ALLOW_THREADS
+        tracer.stop();
+        Py_END_ALLOW_THREADS
+        session = SESSION_IDLE;
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    session = SESSION_TRACING;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(stop_doc,
+"stop()\n--\n\n"
+"Stop the tracing start() began: put the PyMem allocators back, write the\n"
+"rest of the capture and close it. RuntimeError when not tracing.");
+
+static PyObject *py_stop(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    if (session != SESSION_TRACING)
+        return PyErr_Format(PyExc_RuntimeError, "memtrace is not tracing (no Tracker "
+                                                "is running)");
+    session = SESSION_BUSY;
+    pymem_unwrap();
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = tracer.stop();
+    Py_END_ALLOW_THREADS
+    mt__py_set_root(NULL);
+    session = SESSION_IDLE;
+    if (rc != 0)
+        return PyErr_Format(PyExc_RuntimeError, "memtrace's tracer failed to stop "
+                                                "(error %d)", rc);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(active_doc, "active()\n--\n\n1 while this process is being traced.");
+
+static PyObject *py_active(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    if (!tracer.active) {
+        int (*fn)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "mt_tracer_active");
+        return PyBool_FromLong(fn ? fn() : 0);
+    }
+    return PyBool_FromLong(tracer.active());
+}
+
+PyDoc_STRVAR(stack_doc,
+"_stack()\n--\n\n"
+"The calling thread's stack as the tracer would see it, innermost first:\n"
+"a list of (name, file, line, is_entry). For tests of the walker.");
+
+static PyObject *py_stack(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    mt_pyframe_t frames[256];
+    int n = ops.walk(frames, 256);
+    PyObject *list = PyList_New(0);
+    for (int i = 0; list && i < n; i++) {
+        char name[256], file[1024];
+        int first = 0, pin = 0;
+        if (ops.describe(frames[i].code, name, sizeof name, file, sizeof file, &first,
+                         &pin) != 0) {
+            Py_DECREF(list);
+            return PyErr_Format(PyExc_RuntimeError, "describe failed with the GIL held");
+        }
+        PyObject *t = Py_BuildValue("(ssii)", name, file,
+                                    ops.line(frames[i].code, frames[i].offset),
+                                    frames[i].is_entry);
+        if (!t || PyList_Append(list, t) != 0)
+            Py_CLEAR(list);
+        Py_XDECREF(t);
+    }
+    return list;
+}
+
+static PyMethodDef methods[] = {
+    {"attach", (PyCFunction)(void (*)(void))py_attach, METH_VARARGS | METH_KEYWORDS,
+     attach_doc},
+    {"start", (PyCFunction)(void (*)(void))py_start, METH_VARARGS | METH_KEYWORDS,
+     start_doc},
+    {"stop", py_stop, METH_NOARGS, stop_doc},
+    {"active", py_active, METH_NOARGS, active_doc},
+    {"_stack", py_stack, METH_NOARGS, stack_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "memtrace._memtrace",
+    "The binding between Python and memtrace's tracer.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+/* The module's entry point, exported: the build hides every other symbol,
+ * and 3.8's PyMODINIT_FUNC does not say "default visibility" itself. */
+__attribute__((visibility("default"))) PyMODINIT_FUNC PyInit__memtrace(void);
+
+PyMODINIT_FUNC PyInit__memtrace(void)
+{
+    mt__py_ops_init(&ops);
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    const void *lo = ops.eval_lo, *hi = ops.eval_hi;
+    if (PyModule_AddStringConstant(m, "python_version", ops.python_version) != 0 ||
+        PyModule_AddObject(m, "eval_range",
+                           Py_BuildValue("(KK)", (unsigned long long)(uintptr_t)lo,
+                                         (unsigned long long)(uintptr_t)hi)) != 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
