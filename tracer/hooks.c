@@ -333,65 +333,79 @@ MT_EXPORT void _Exit(int status)
  * The wrapper of each domain forwards to the allocator it replaced (saved
  * here, written once when installed) with the guard held, so what that
  * allocator does underneath (pymalloc's arenas, malloc) is not recorded a
- * second time. */
+ * second time. Each domain has its own functions, which ignore ctx: while
+ * CPython swaps an allocator, another thread may pair the new functions
+ * with the old ctx. */
 static mt_pymem_allocator_t pymem_orig[3];
 
-static void *py_malloc(void *ctx, size_t size)
-{
-    const mt_pymem_allocator_t *o = &pymem_orig[(uintptr_t)ctx];
-    if (!should_trace())
-        return o->malloc(o->ctx, size);
-    mt__busy = 1;
-    void *p = o->malloc(o->ctx, size);
-    if (p)
-        note_alloc(MT_EV_PY_MALLOC, p, size, NULL, 0);
-    mt__busy = 0;
-    return p;
-}
-
-static void *py_calloc(void *ctx, size_t n, size_t size)
-{
-    const mt_pymem_allocator_t *o = &pymem_orig[(uintptr_t)ctx];
-    if (!should_trace())
-        return o->calloc(o->ctx, n, size);
-    mt__busy = 1;
-    void *p = o->calloc(o->ctx, n, size);
-    size_t total;
-    if (__builtin_mul_overflow(n, size, &total))
-        total = SIZE_MAX;
-    if (p)
-        note_alloc(MT_EV_PY_CALLOC, p, total, NULL, 0);
-    mt__busy = 0;
-    return p;
-}
-
-static void *py_realloc2(void *old, size_t size, size_t domain)
+static void *py_realloc_real(void *old, size_t size, size_t domain)
 {
     const mt_pymem_allocator_t *o = &pymem_orig[domain];
     return o->realloc(o->ctx, old, size);
 }
 
-static void *py_realloc(void *ctx, void *old, size_t size)
-{
-    const mt_pymem_allocator_t *o = &pymem_orig[(uintptr_t)ctx];
-    if (!should_trace())
-        return o->realloc(o->ctx, old, size);
-    return realloc_common(MT_EV_PY_REALLOC, old, size, py_realloc2, size,
-                          (uintptr_t)ctx);
-}
-
-static void py_free(void *ctx, void *p)
-{
-    const mt_pymem_allocator_t *o = &pymem_orig[(uintptr_t)ctx];
-    if (!p || !should_trace()) {
-        o->free(o->ctx, p);
-        return;
+#define MT_PYMEM_DOMAIN(D)                                                     \
+    static void *py_malloc_##D(void *ctx, size_t size)                         \
+    {                                                                          \
+        (void)ctx;                                                             \
+        const mt_pymem_allocator_t *o = &pymem_orig[D];                        \
+        if (!should_trace())                                                   \
+            return o->malloc(o->ctx, size);                                    \
+        mt__busy = 1;                                                          \
+        void *p = o->malloc(o->ctx, size);                                     \
+        if (p)                                                                 \
+            note_alloc(MT_EV_PY_MALLOC, p, size, NULL, 0);                     \
+        mt__busy = 0;                                                          \
+        return p;                                                              \
+    }                                                                          \
+    static void *py_calloc_##D(void *ctx, size_t n, size_t size)               \
+    {                                                                          \
+        (void)ctx;                                                             \
+        const mt_pymem_allocator_t *o = &pymem_orig[D];                        \
+        if (!should_trace())                                                   \
+            return o->calloc(o->ctx, n, size);                                 \
+        mt__busy = 1;                                                          \
+        void *p = o->calloc(o->ctx, n, size);                                  \
+        size_t total;                                                          \
+        if (__builtin_mul_overflow(n, size, &total))                           \
+            total = SIZE_MAX;                                                  \
+        if (p)                                                                 \
+            note_alloc(MT_EV_PY_CALLOC, p, total, NULL, 0);                    \
+        mt__busy = 0;                                                          \
+        return p;                                                              \
+    }                                                                          \
+    static void *py_realloc_##D(void *ctx, void *old, size_t size)             \
+    {                                                                          \
+        (void)ctx;                                                             \
+        const mt_pymem_allocator_t *o = &pymem_orig[D];                        \
+        if (!should_trace())                                                   \
+            return o->realloc(o->ctx, old, size);                              \
+        return realloc_common(MT_EV_PY_REALLOC, old, size, py_realloc_real,    \
+                              size, D);                                        \
+    }                                                                          \
+    static void py_free_##D(void *ctx, void *p)                                \
+    {                                                                          \
+        (void)ctx;                                                             \
+        const mt_pymem_allocator_t *o = &pymem_orig[D];                        \
+        if (!p || !should_trace()) {                                           \
+            o->free(o->ctx, p);                                                \
+            return;                                                            \
+        }                                                                      \
+        mt__busy = 1;                                                          \
+        note_free(MT_EV_PY_FREE, p, 0);                                        \
+        o->free(o->ctx, p);                                                    \
+        mt__busy = 0;                                                          \
     }
-    mt__busy = 1;
-    note_free(MT_EV_PY_FREE, p, 0);
-    o->free(o->ctx, p);
-    mt__busy = 0;
-}
+
+MT_PYMEM_DOMAIN(0)
+MT_PYMEM_DOMAIN(1)
+MT_PYMEM_DOMAIN(2)
+
+static const mt_pymem_allocator_t pymem_wrappers[3] = {
+    {NULL, py_malloc_0, py_calloc_0, py_realloc_0, py_free_0},
+    {NULL, py_malloc_1, py_calloc_1, py_realloc_1, py_free_1},
+    {NULL, py_malloc_2, py_calloc_2, py_realloc_2, py_free_2},
+};
 
 MT_API int mt_tracer_pymem_wrap(int domain, const mt_pymem_allocator_t *orig,
                                 mt_pymem_allocator_t *wrapped)
@@ -400,10 +414,6 @@ MT_API int mt_tracer_pymem_wrap(int domain, const mt_pymem_allocator_t *orig,
         !orig->malloc || !orig->calloc || !orig->realloc || !orig->free)
         return MT_EINVAL;
     pymem_orig[domain] = *orig;
-    wrapped->ctx = (void *)(uintptr_t)domain;
-    wrapped->malloc = py_malloc;
-    wrapped->calloc = py_calloc;
-    wrapped->realloc = py_realloc;
-    wrapped->free = py_free;
+    *wrapped = pymem_wrappers[domain];
     return 0;
 }

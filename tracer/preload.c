@@ -2,6 +2,7 @@
  * state, start-up (configuration from the environment set by
  * `memtrace run`), fork handling and the flush at exit. */
 #include <dlfcn.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -82,8 +83,15 @@ static void check_malloc_owner(void)
 {
     void *first = dlsym(RTLD_DEFAULT, "malloc");
     Dl_info mine, theirs;
+    const ElfW(Sym) *sym = NULL;
     if (!first || !dladdr((void *)check_malloc_owner, &mine) ||
-        !dladdr(first, &theirs) || theirs.dli_fbase == mine.dli_fbase)
+        !dladdr1(first, &theirs, (void **)&sym, RTLD_DL_SYMENT) ||
+        theirs.dli_fbase == mine.dli_fbase)
+        return;
+    /* A position-dependent executable that takes malloc's address gets a
+     * PLT stub as malloc's canonical address: an undefined symbol there,
+     * not a definition, and the calls still reach us. */
+    if (sym && sym->st_shndx == SHN_UNDEF)
         return;
     char msg[600];
     int n = snprintf(msg, sizeof msg,
@@ -152,6 +160,10 @@ static void fork_child(void)
     mt__self = NULL;
     mt__g.defs_len = 0;
     fork_parent(); /* unlock: this thread holds them all */
+    /* The writer's wake-up lock and condition were not taken by prepare
+     * (the writer may have held the lock at the fork): new ones. */
+    pthread_mutex_init(&mt__g.wake_lock, NULL);
+    pthread_cond_init(&mt__g.wake, NULL);
     if (!was_active || !mt__g.follow_fork)
         return;
 

@@ -30,14 +30,23 @@ static patch_t *patches;           /* patch_lock */
 static size_t patch_count, patch_cap; /* patch_lock */
 static int runtime_mode;           /* patch_lock: tracing started at run time */
 
-/* The functions we redirect, by symbol name, and their hooks here. */
+/* The functions we redirect, by symbol name, and their hooks here. The
+ * last two are not exported (a preloaded dlsym would break RTLD_NEXT for
+ * everyone): they exist only as patched slots, so that a program asking
+ * dlsym for malloc while tracing (ctypes does) gets the hook. */
 static const char *const hooked_names[] = {
     "malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign",
     "aligned_alloc", "memalign", "valloc", "pvalloc", "mmap", "mmap64",
     "munmap", "mremap", "dlopen", "dlclose", "_exit", "_Exit",
+    "dlsym", "dlvsym",
 };
 #define NHOOKED (sizeof hooked_names / sizeof hooked_names[0])
+#define NEXPORTED (NHOOKED - 2)
 static void *hook_addr[NHOOKED];   /* written once in resolve_hooks */
+static void *real_addr[NHOOKED];   /* what dlsym answers without us: same */
+
+static void *dlsym_hook(void *handle, const char *name);
+static void *dlvsym_hook(void *handle, const char *name, const char *version);
 
 static void resolve_hooks(void)
 {
@@ -46,10 +55,65 @@ static void resolve_hooks(void)
     if (!dladdr((void *)resolve_hooks, &info))
         return;
     void *self = dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD);
-    for (size_t i = 0; i < NHOOKED && self; i++)
+    for (size_t i = 0; i < NEXPORTED && self; i++) {
         hook_addr[i] = dlsym(self, hooked_names[i]);
+        real_addr[i] = dlsym(RTLD_DEFAULT, hooked_names[i]);
+    }
+    hook_addr[NEXPORTED] = (void *)dlsym_hook;
+    hook_addr[NEXPORTED + 1] = (void *)dlvsym_hook;
     if (self)
         dlclose(self);
+}
+
+/* dlsym's answer for an allocator name becomes our hook while tracing at
+ * run time (only when it is the allocator the hook forwards to). */
+static void *swap_answer(const char *name, void *answer)
+{
+    if (!answer || !runtime_mode)
+        return answer;
+    for (size_t i = 0; i < NEXPORTED; i++)
+        if (answer == real_addr[i] && strcmp(name, hooked_names[i]) == 0)
+            return hook_addr[i];
+    return answer;
+}
+
+/* RTLD_NEXT is relative to the caller; called from here it would be
+ * relative to us. So it is done the loader's way: the objects after the
+ * caller's, in load order. */
+static void *next_after(const void *caller, const char *name, const char *version)
+{
+    Dl_info info;
+    struct link_map *lm = NULL;
+    if (!dladdr1(caller, &info, (void **)&lm, RTLD_DL_LINKMAP) || !lm)
+        return NULL;
+    for (lm = lm->l_next; lm; lm = lm->l_next) {
+        if (!lm->l_name || !lm->l_name[0])
+            continue;
+        void *h = dlopen(lm->l_name, RTLD_LAZY | RTLD_NOLOAD);
+        if (!h)
+            continue;
+        void *sym = version ? dlvsym(h, name, version) : dlsym(h, name);
+        dlclose(h);
+        if (sym)
+            return sym;
+    }
+    return NULL;
+}
+
+static void *dlsym_hook(void *handle, const char *name)
+{
+    void *answer = handle == RTLD_NEXT
+                       ? next_after(__builtin_return_address(0), name, NULL)
+                       : dlsym(handle, name);
+    return swap_answer(name, answer);
+}
+
+static void *dlvsym_hook(void *handle, const char *name, const char *version)
+{
+    void *answer = handle == RTLD_NEXT
+                       ? next_after(__builtin_return_address(0), name, version)
+                       : dlvsym(handle, name, version);
+    return swap_answer(name, answer);
 }
 
 static int hook_index(const char *name)
