@@ -69,6 +69,9 @@ enum mt_def_type {
                                  varint first line */
 };
 
+/* PYTHON record flags. */
+#define MT_PYTHON_FLAG_NATIVE 0x1u /* stacks merge native and Python frames */
+
 /* A NODE's ip with the top bit set is a Python frame: code id (a PYCODE
  * record's id) in bits 32-62, line in bits 0-31. */
 #define MT_NODE_PYTHON (1ull << 63)

@@ -501,7 +501,7 @@ static int def_python(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
     cap->python_version = version;
     cap->header.python_version = version;
     cap->header.flags |= MT_FLAG_PYTHON;
-    if (flags & 1u) /* MT_PYTHON_NATIVE */
+    if (flags & MT_PYTHON_FLAG_NATIVE)
         cap->header.flags |= MT_FLAG_NATIVE_STACKS;
     else
         cap->header.flags &= ~MT_FLAG_NATIVE_STACKS;

@@ -64,7 +64,7 @@ typedef struct mt_python_ops_s {
 
 /* Python stacks on top of native ones (the --native mode); without it,
  * allocations carry the Python stack only. */
-#define MT_PYTHON_NATIVE 0x1u
+#define MT_PYTHON_NATIVE 0x1u /* = MT_PYTHON_FLAG_NATIVE of the format */
 
 /* Attaches the frame walker: from now on allocations made by a thread that
  * runs Python code carry its Python stack. ops must stay valid until

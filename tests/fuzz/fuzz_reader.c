@@ -13,8 +13,13 @@
  *    block with mt__block_compress(), so mutations reach the section,
  *    definition record and event parsers.
  *
- * mt_capture_frames() is never called: it opens the modules the input names.
- * The seeds are in tests/fuzz/corpus/; scripts/fuzz runs this target. */
+ * mt_capture_frames() is called for Python frames only: for a native frame
+ * it would open the module files the input names.
+ *
+ * Seeds, tests/fuzz/corpus/*.seed (not .bin, which .gitignore drops): whole
+ * files (tiny.seed is the worked example of docs/FORMAT.md; two-threads,
+ * python; truncated, header-only, version 2, unknown flag) and raw-*.seed,
+ * the same contents in raw-blocks form. scripts/fuzz runs this target. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -150,6 +155,14 @@ static void mt_fuzz_walk(mt_capture_t *cap)
         MT_FUZZ_CHECK(node[i].module == UINT32_MAX || node[i].module < modules);
         sum += (size_t)(stats[i].total.bytes + stats[i].peak.count +
                         stats[i].leaked.bytes + stats[i].temporary.count);
+        if (node[i].ip & MT_NODE_PYTHON) {
+            mt_frame_t fr[4];
+            size_t n = mt_capture_frames(cap, (uint32_t)i, fr, 4);
+            MT_FUZZ_CHECK(n >= 1 && n <= 4);
+            for (size_t k = 0; k < n; k++)
+                sum += strlen(fr[k].function) + strlen(fr[k].file) +
+                       strlen(fr[k].module) + fr[k].line;
+        }
     }
     sum += (size_t)stats[0].total.count;
     const mt_module_t *mod = mt_capture_modules(cap);
