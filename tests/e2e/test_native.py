@@ -208,6 +208,23 @@ def memtrace_path():
     return MEMTRACE
 
 
+class EarlyAllocations(CaptureTest):
+    def test_allocations_before_the_tracer_starts(self):
+        """A preloaded library allocates in its constructor, which runs
+        before memtrace's: the hooks must resolve the real allocator on the
+        spot (dlsym bootstrap) and let the program go on."""
+        from harness import BUILD
+        lib = os.path.join(BUILD, "tests", "libs", "libearly_alloc.so")
+        env = dict(os.environ, LD_PRELOAD=lib)
+        capture, cp = self.record([prog("known_allocs")], env=env)
+        self.assertIn("early: allocated before memtrace started", cp.stderr)
+        self.assertEqual(cp.stdout, "known_allocs: done\n")
+        sites = sites_by_function(report_json("report", capture, "--leaks",
+                                              "--top", "1000"))
+        self.assertEqual((sites["make_small"]["bytes"],
+                          sites["make_small"]["count"]), (4000, 40))
+
+
 class RuntimeStart(CaptureTest):
     """Tracing started and stopped at run time in a program not started by
     memtrace run (relocation patching), in two sessions."""
