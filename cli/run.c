@@ -542,12 +542,14 @@ int mt__cmd_run(int argc, char **argv)
     int errpipe[2];
     if (!av || pipe2(errpipe, O_CLOEXEC) != 0) {
         perror("memtrace run");
+        free(av);
         return 2;
     }
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         perror("memtrace run: fork");
+        free(av);
         return 2;
     }
     if (pid == 0) {
@@ -563,6 +565,7 @@ int mt__cmd_run(int argc, char **argv)
         _exit(127);
     }
     close(errpipe[1]);
+    free(av);
     child_pid = pid;
     /* The terminal sends ^C to the whole process group: the program gets
      * it; memtrace waits for the program to finish with it. */
@@ -598,6 +601,5 @@ int mt__cmd_run(int argc, char **argv)
                 out, st.st_size / 1024.0, out);
     if (o.report_top)
         print_report(out, o.report_top);
-    free(av);
     return status;
 }
