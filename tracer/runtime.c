@@ -282,7 +282,11 @@ MT_API int mt_tracer_start(const char *path, const mt_tracer_opts_t *opts)
     mt__g.start_ns = mt__now_ns();
     mt__modules_scan();
 
-    int rc = mt__writer_start(mt__g.path, !mt__g.force);
+    /* With force, a new file rather than the old one truncated: it gets
+     * mode 0600 like any capture, whatever the old one had. */
+    if (mt__g.force)
+        unlink(mt__g.path);
+    int rc = mt__writer_start(mt__g.path, 1);
     if (rc != 0) {
         mt__busy = was_busy;
         return rc == -EEXIST ? MT_EEXIST : rc;

@@ -104,5 +104,92 @@ class ReaderUnderValgrind(CaptureTest):
             self.assertEqual(cp.returncode, 0, cp.stderr[-3000:])
 
 
+def python_for_tests():
+    """The first interpreter the build made the extension for (from
+    <build>/python/interpreters.txt), or None."""
+    path = os.path.join(os.path.dirname(MEMTRACE), "python", "interpreters.txt")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) >= 3 and parts[0] in ("build", "test"):
+                return parts[1]
+    return None
+
+
+def python_env():
+    """Our environment without settings that change how Python starts."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PYTHON", "MEMTRACE_", "MT_"))
+            and k != "LD_PRELOAD"}
+
+
+class PythonEndsAbruptly(CaptureTest):
+    """A Python program that leaves through os._exit or os.abort: the
+    program's status is kept, and the capture is readable."""
+
+    def setUp(self):
+        super().setUp()
+        self.python = python_for_tests()
+        if not self.python:
+            self.skipTest("no Python extension was built")
+
+    def run_code(self, code, status):
+        out = self.path("out.bin")
+        cp = memtrace("run", "-q", "-o", out, "--python", self.python, "-c",
+                      code, check=False, timeout=120, env=python_env())
+        self.assertEqual(cp.returncode, status, cp.stderr)
+        return out
+
+    def code_site(self, capture, line=1):
+        """(bytes, count) of the report's site at line of "<string>" (how
+        a -c program's frames are named: function "<module>")."""
+        r = report_json("report", capture, "--top", "1000")
+        hits = [(e["bytes"], e["count"]) for e in r["top"]
+                if e["site"] == {"function": "<module>", "file": "<string>",
+                                 "line": line, "module": ""}]
+        self.assertEqual(len(hits), 1, r["top"][:5])
+        return hits[0]
+
+    def test_os_exit(self):
+        """os._exit(3): exit status 3; _exit is intercepted, so the capture
+        is complete, with the bytearray's allocation (5,000,000 bytes plus
+        the NUL byte a bytearray keeps after its data)."""
+        capture = self.run_code(
+            "import os; x = bytearray(5_000_000); os._exit(3)", 3)
+        s = report_json("summary", capture)
+        self.assertIs(s["complete"], True)
+        self.assertIsNone(s["warning"])
+        self.assertEqual(self.code_site(capture), (5000001, 1))
+
+    def test_os_abort(self):
+        """os.abort(): exit status 134 (128 + SIGABRT). The capture has no
+        trailer, so it reads with a warning, and holds what was written
+        before the signal: the bytearray made a second earlier (the
+        writer flushes at least every 100 ms)."""
+        capture = self.run_code("import os, time; x = bytearray(3_000_000); "
+                                "time.sleep(1); os.abort()", 134)
+        r = memtrace("summary", capture, "--json", check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.count("\n"), 1, r.stderr)
+        self.assertIn("no trailer", r.stderr)
+        s = json.loads(r.stdout)
+        self.assertIs(s["complete"], False)
+        self.assertIn("no trailer", s["warning"])
+        self.assertEqual(self.code_site(capture), (3000001, 1))
+
+    def test_os_abort_at_once(self):
+        """os.abort() before the writer's first round: the capture may
+        hold no event, but it is still a readable capture."""
+        capture = self.run_code("import os; os.abort()", 134)
+        r = memtrace("summary", capture, "--json", check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        s = json.loads(r.stdout)
+        self.assertIs(s["complete"], False)
+        self.assertGreater(s["pid"], 0)
+        self.assertIn("os.abort()", s["command"])
+
+
 if __name__ == "__main__":
     unittest.main()
