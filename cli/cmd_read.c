@@ -20,10 +20,33 @@
 typedef int (*mt_reporter_fn)(FILE *out, mt_capture_t *cap,
                               const mt_report_opts_t *opts);
 
+/* memtrace-KIND-NAME.html in the capture's directory, NAME being the
+ * capture's file name without a "memtrace-" start and a ".bin" end (as
+ * memray names its pages). Returns a malloc'd path, or NULL. */
+char *mt__default_html(const char *capture, const char *kind)
+{
+    const char *slash = strrchr(capture, '/');
+    size_t dirlen = slash ? (size_t)(slash - capture) + 1 : 0;
+    const char *name = capture + dirlen;
+    size_t len = strlen(name);
+    if (strncmp(name, "memtrace-", 9) == 0 && len > 9) {
+        name += 9;
+        len -= 9;
+    }
+    if (len > 4 && strcmp(name + len - 4, ".bin") == 0)
+        len -= 4;
+    size_t size = dirlen + len + strlen(kind) + sizeof "memtrace--.html";
+    char *out = malloc(size);
+    if (out)
+        snprintf(out, size, "%.*smemtrace-%s-%.*s.html", (int)dirlen, capture,
+                 kind, (int)len, name);
+    return out;
+}
+
 /* Loads path. Errors and warnings go to stderr as one escaped line each
  * (a file name may hold a newline or an escape sequence). Returns the
- * capture, or NULL after printing the error. */
-static mt_capture_t *load_capture(const char *path)
+ * capture, or NULL after printing the error. Every reading command uses it. */
+mt_capture_t *mt__load_capture(const char *path)
 {
     char err[1024] = "";
     mt_load_opts_t opts;
@@ -63,7 +86,7 @@ static mt_capture_t *load_capture(const char *path)
 static int run_report(const char *cmd, const char *path, mt_reporter_fn fn,
                       const mt_report_opts_t *opts)
 {
-    mt_capture_t *cap = load_capture(path);
+    mt_capture_t *cap = mt__load_capture(path);
     if (!cap)
         return MT_EXIT_USAGE;
     int rc = fn(stdout, cap, opts);

@@ -19,6 +19,25 @@ int mt__cmd_summary(int argc, char **argv);
 int mt__cmd_report(int argc, char **argv);
 int mt__cmd_stats(int argc, char **argv);
 
+/* `memtrace tree FILE ...` and `memtrace table FILE ...` (cli/cmd_tree.c). */
+int mt__cmd_tree(int argc, char **argv);
+int mt__cmd_table(int argc, char **argv);
+
+/* `memtrace flamegraph FILE ...` (cli/cmd_flamegraph.c), and its help
+ * text for `memtrace help flamegraph`. */
+int mt__cmd_flamegraph(int argc, char **argv);
+extern const char mt__flamegraph_help[];
+
+/* Loads a capture for a reading command (cli/cmd_read.c): prints its error,
+ * or its warning, as one escaped line on stderr. Returns the capture (free
+ * with mt_capture_free), or NULL after printing the error. */
+struct mt_capture_s;
+struct mt_capture_s *mt__load_capture(const char *path);
+
+/* The default page for KIND ("flamegraph", "table") of a capture:
+ * memtrace-KIND-NAME.html beside it (cli/cmd_read.c). malloc'd, or NULL. */
+char *mt__default_html(const char *capture, const char *kind);
+
 /* Prints the help of command name (usage, options, JSON fields) to out;
  * run prints its own (run.c, on stdout, for `memtrace run --help`).
  * Returns 0, or -1 when there is no such command. (main.c) */

@@ -75,6 +75,64 @@ static const char stats_help[] =
     "inclusive), top_by_bytes and top_by_count (site entries as in\n"
     "`memtrace report`).\n";
 
+static const char tree_help[] =
+    "usage: memtrace tree FILE [--leaks] [--top N] [--json]\n"
+    "\n"
+    "The biggest stacks as a call tree: the root holds all memory live at\n"
+    "the high-water mark (with --leaks: live when tracing ended), each\n"
+    "level below is a callee, children sorted by bytes. Every line shows\n"
+    "the bytes and share of the whole subtree, then \"function at\n"
+    "file:line\". Only the N largest leaf stacks and their callers are\n"
+    "shown; the rest are summed up in an \"N other stacks\" line. Inlined\n"
+    "functions are nodes of their own; the allocator's own frames (malloc,\n"
+    "operator new...) are left out at the leaf end.\n"
+    "\n"
+    "Lines fit the terminal (its width, else $COLUMNS, else 100 columns):\n"
+    "long names are shortened in the middle, and a line deeper than the\n"
+    "width allows starts with +N, its N outermost levels not drawn. The\n"
+    "guides are box-drawing characters in a UTF-8 locale, ASCII otherwise.\n"
+    "\n"
+    "options:\n"
+    "  --top N    number of leaf stacks shown (default 10)\n"
+    "  --leaks    memory live at the end instead of at the peak\n"
+    "  --json     the same tree as nested JSON objects\n"
+    "\n"
+    "JSON fields: capture, view (\"peak\" or \"leaks\"), complete, warning\n"
+    "(or null), bytes, count, stacks, shown_stacks, other_stacks,\n"
+    "other_bytes, other_count, and root: a node {function, file, line,\n"
+    "module, inlined, bytes, count, self_bytes, self_count, children:\n"
+    "[node...]}. A node's bytes and count cover its whole subtree, self_*\n"
+    "the allocations made with exactly its stack; the root's function is\n"
+    "\"<root>\".\n";
+
+static const char table_help[] =
+    "usage: memtrace table FILE [-o OUT.html] [-f] [--leaks]\n"
+    "\n"
+    "Writes an HTML page with one row per allocation site: bytes, share,\n"
+    "number of allocations, average size, function, file:line and module,\n"
+    "and the site's heaviest stack (click to unfold). Click a column header\n"
+    "to sort by it (again to reverse); the filter box keeps the rows whose\n"
+    "function, location or module contain the text. Without --leaks: the\n"
+    "memory live at the high-water mark; with --leaks: live when tracing\n"
+    "ended. The page is self-contained: it loads nothing from the network.\n"
+    "\n"
+    "options:\n"
+    "  -o, --output OUT.html  where to write it (\"-\": stdout); default\n"
+    "             memtrace-table-NAME.html next to the capture, NAME being\n"
+    "             the capture's file name without \".bin\"\n"
+    "  -f, --force  overwrite OUT.html if it exists\n"
+    "  --leaks    memory live at the end instead of at the peak\n"
+    "\n"
+    "Prints \"Wrote OUT.html\". The page holds the 5000 largest sites; the\n"
+    "rest are summed up. It embeds its data as JSON in\n"
+    "<script type=\"application/json\" id=\"memtrace-data\">: capture,\n"
+    "command, view, view_words, bytes, count, peak_bytes, current_bytes,\n"
+    "total_allocations, total_bytes_allocated, complete, warning,\n"
+    "sites_total, omitted_sites, omitted_bytes, omitted_count, and\n"
+    "sites: [{bytes, count, function, file, line, module, stack:\n"
+    "[{function, file, line, module, inlined}...], stack_truncated}]\n"
+    "(largest first; stack innermost first).\n";
+
 #define LATER "\n(Not available in this version yet.)\n"
 
 static const mt_command_t commands[] = {
@@ -86,13 +144,11 @@ static const mt_command_t commands[] = {
      stats_help},
     {"report", mt__cmd_report,
      "current, peak and the top N sites with full traceback", report_help},
-    {"flamegraph", NULL, "HTML flame graph",
-     "usage: memtrace flamegraph FILE [-o OUT.html] "
-     "[--leaks | --temporary-allocations]\n" LATER},
-    {"table", NULL, "HTML table of allocation sites",
-     "usage: memtrace table FILE [-o OUT.html] [--leaks]\n" LATER},
-    {"tree", NULL, "call tree in the terminal",
-     "usage: memtrace tree FILE [--leaks] [--top N]\n" LATER},
+    {"flamegraph", mt__cmd_flamegraph, "HTML flame graph with the memory "
+     "timeline", mt__flamegraph_help},
+    {"table", mt__cmd_table, "HTML table of allocation sites", table_help},
+    {"tree", mt__cmd_tree, "call tree of the biggest stacks in the terminal",
+     tree_help},
     {"diff", NULL, "compare two captures",
      "usage: memtrace diff BEFORE.bin AFTER.bin [--top N] [--json]\n" LATER},
     {"rss", NULL, "RSS reconciliation",

@@ -143,6 +143,71 @@ MT_EXTERN int mt_report_top(FILE *out, mt_capture_t *cap,
 MT_EXTERN int mt_report_stats(FILE *out, mt_capture_t *cap,
                               const mt_report_opts_t *opts);
 
+/* ---- HTML flame graph -------------------------------------------------- */
+
+/* Options of mt_report_flamegraph. Zero-initialise and set what you need. */
+typedef struct mt_flamegraph_opts_s {
+    mt_view_t view;    /* MT_VIEW_PEAK (default), _LEAKS, _TEMPORARY, _TOTAL */
+    int hide_imports;  /* the page starts with import-time frames folded */
+    int hide_native;   /* the page starts with native frames hidden (for
+                          captures with Python and native frames) */
+    double threshold;  /* children under this share of the total are
+                          merged into "other"; 0 means 0.001 (0.1%) */
+    size_t max_bytes;  /* page budget; 0 means 10 MB. Over it, the
+                          threshold is raised until the page fits. */
+} mt_flamegraph_opts_t;
+
+/* `memtrace flamegraph`: writes one self-contained HTML page to out (no
+ * network access; the CSS, the JavaScript and the data are inline): the
+ * heap and RSS over time with the high-water mark, and a flame graph of
+ * the trace tree in opts->view (opts may be NULL: the defaults), with
+ * zoom, search and the import/native toggles. The data format is
+ * documented at the top of reporters/flamegraph.c. Returns 0, MT_ENOMEM,
+ * or MT_EIO when writing failed. */
+MT_EXTERN int mt_report_flamegraph(FILE *out, mt_capture_t *cap,
+                                   const mt_flamegraph_opts_t *opts);
+
+/* ---- Tree and table (`memtrace tree`, `memtrace table`) ---------------- */
+
+/* Default number of leaf stacks `memtrace tree` shows. */
+#define MT_TREE_DEFAULT_TOP 10
+
+/* Options of mt_report_tree. Zero-initialise and set what you need. */
+typedef struct mt_tree_opts_s {
+    int json;        /* 1: the tree as nested JSON objects */
+    size_t top;      /* leaf stacks shown; 0 means MT_TREE_DEFAULT_TOP */
+    mt_view_t view;  /* any MT_VIEW_* (default peak) */
+    unsigned width;  /* text: terminal columns; 0 means 100, less than 40
+                        is taken as 40 */
+    int ascii;       /* text: ASCII guides and "..." instead of box-drawing
+                        characters and an ellipsis (non-UTF-8 terminals) */
+} mt_tree_opts_t;
+
+/* `memtrace tree`: the stacks of the view as a call tree, root first,
+ * children sorted by bytes; only the top N leaf stacks (by the bytes
+ * allocated exactly there) and their callers are shown, the rest summed up
+ * in one line. Inlined frames are nodes of their own; the allocator's own
+ * frames at the leaf end are left out. Text lines never exceed opts->width
+ * columns (long names are shortened in the middle). Returns 0, MT_ENOMEM,
+ * or MT_EIO when writing failed. The JSON shape is at the top of
+ * reporters/tree.c and in `memtrace help tree`. */
+MT_EXTERN int mt_report_tree(FILE *out, mt_capture_t *cap,
+                             const mt_tree_opts_t *opts);
+
+/* Options of mt_report_table. Zero-initialise and set what you need. */
+typedef struct mt_table_opts_s {
+    mt_view_t view;  /* any MT_VIEW_* (default peak) */
+} mt_table_opts_t;
+
+/* `memtrace table`: a self-contained HTML page (no network access) with a
+ * sortable, filterable table of the view's allocation sites, one row per
+ * site with its heaviest stack. The data are embedded as HTML-safe JSON and
+ * the page's script builds the table with textContent only, so names from
+ * the profiled program are never interpreted as HTML. Returns 0, MT_ENOMEM,
+ * or MT_EIO when writing failed. */
+MT_EXTERN int mt_report_table(FILE *out, mt_capture_t *cap,
+                              const mt_table_opts_t *opts);
+
 #ifdef __cplusplus
 }
 #endif
