@@ -15,7 +15,6 @@
 #include "memtrace/reporters.h"
 
 /* Largest --top: more sites than any terminal or CI log wants. */
-#define MT_MAX_TOP 1000000
 
 typedef int (*mt_reporter_fn)(FILE *out, mt_capture_t *cap,
                               const mt_report_opts_t *opts);
@@ -100,7 +99,7 @@ static int run_report(const char *cmd, const char *path, mt_reporter_fn fn,
 }
 
 /* Parses N of --top N: a whole number from 1 to MT_MAX_TOP. */
-static int parse_top(const char *arg, size_t *out)
+int mt__parse_top(const char *arg, size_t *out)
 {
     char *end;
     errno = 0;
@@ -150,7 +149,7 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
             opts->json = 1;
             break;
         case OPT_TOP:
-            if (parse_top(optarg, &opts->top) < 0)
+            if (mt__parse_top(optarg, &opts->top) < 0)
                 return mt__usage_error(cmd,
                                        "--top needs a whole number from 1 "
                                        "to %d, not '%s'",

@@ -20,23 +20,8 @@
 #include "memtrace/reader.h"
 #include "memtrace/reporters.h"
 
-#define MT_MAX_TOP 1000000
 #define MT_DEFAULT_COLUMNS 100
 #define MT_MAX_COLUMNS 10000
-
-
-static int parse_top(const char *arg, size_t *out)
-{
-    char *end;
-    errno = 0;
-    if (!arg[0] || arg[0] == '-' || arg[0] == '+')
-        return -1;
-    unsigned long long v = strtoull(arg, &end, 10);
-    if (errno || *end || v == 0 || v > MT_MAX_TOP)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
 
 /* Reports an option getopt_long rejected; returns MT_EXIT_USAGE. */
 static int bad_option(const char *cmd, int c, char **argv)
@@ -141,7 +126,7 @@ int mt__cmd_tree(int argc, char **argv)
             opts.json = 1;
             break;
         case OPT_TOP:
-            if (parse_top(optarg, &opts.top) < 0)
+            if (mt__parse_top(optarg, &opts.top) < 0)
                 return mt__usage_error("tree",
                                        "--top needs a whole number from 1 "
                                        "to %d, not '%s'",

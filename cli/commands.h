@@ -38,6 +38,10 @@ struct mt_capture_s *mt__load_capture(const char *path);
  * memtrace-KIND-NAME.html beside it (cli/cmd_read.c). malloc'd, or NULL. */
 char *mt__default_html(const char *capture, const char *kind);
 
+/* Parses a --top count (1 to MT_MAX_TOP) into *out. Returns 0 or -1. */
+#define MT_MAX_TOP 1000000
+int mt__parse_top(const char *arg, size_t *out);
+
 /* Prints the help of command name (usage, options, JSON fields) to out;
  * run prints its own (run.c, on stdout, for `memtrace run --help`).
  * Returns 0, or -1 when there is no such command. (main.c) */

@@ -427,21 +427,6 @@ static int fg_plan(fg_t *g, uint64_t min_bytes, fg_plan_t *p)
 
 /* ---- Writing ----------------------------------------------------------- */
 
-static const char *fg_view_name(mt_view_t view)
-{
-    switch (view) {
-    case MT_VIEW_PEAK:
-        return "peak";
-    case MT_VIEW_LEAKS:
-        return "leaks";
-    case MT_VIEW_TOTAL:
-        return "all";
-    case MT_VIEW_TEMPORARY:
-        return "temporary";
-    }
-    return "peak";
-}
-
 /* The timeline, at most FG_MAX_SAMPLES points: each point stands for a run
  * of samples and keeps the largest heap and RSS among them, so that no
  * spike disappears. */
@@ -532,7 +517,7 @@ static void fg_write_header_fields(mt_json_t *j, mt_capture_t *cap,
     mt__json_key(j, "pid");
     mt__json_int(j, h->pid);
     mt__json_key(j, "view");
-    mt__json_string(j, fg_view_name(opts->view));
+    mt__json_string(j, mt__view_name(opts->view));
     mt__json_key(j, "peak_bytes");
     mt__json_uint(j, t->peak_bytes);
     mt__json_key(j, "peak_time_ns");

@@ -21,16 +21,6 @@
 #include "report_util.h"
 
 /* The view's name in JSON, and how the text report says it. */
-static const char *view_name(mt_view_t view)
-{
-    switch (view) {
-    case MT_VIEW_LEAKS: return "leaks";
-    case MT_VIEW_TOTAL: return "all";
-    case MT_VIEW_TEMPORARY: return "temporary";
-    default: return "peak";
-    }
-}
-
 static const char *view_words(mt_view_t view)
 {
     switch (view) {
@@ -51,7 +41,7 @@ static void report_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites,
     mt__json_key(&j, "capture");
     mt__json_string(&j, mt_capture_path(cap));
     mt__json_key(&j, "view");
-    mt__json_string(&j, view_name(view));
+    mt__json_string(&j, mt__view_name(view));
     mt__json_key(&j, "current_bytes");
     mt__json_uint(&j, t->current_bytes);
     mt__json_key(&j, "current_allocations");

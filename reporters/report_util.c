@@ -141,3 +141,13 @@ int mt__report_done(FILE *out, int rc)
         return rc ? rc : MT_EIO;
     return rc;
 }
+
+const char *mt__view_name(mt_view_t view)
+{
+    switch (view) {
+    case MT_VIEW_LEAKS: return "leaks";
+    case MT_VIEW_TOTAL: return "all";
+    case MT_VIEW_TEMPORARY: return "temporary";
+    default: return "peak";
+    }
+}

@@ -37,6 +37,9 @@ void mt__text_site_entry(FILE *out, mt_sites_t *sites, const mt_site_t *site,
 /* "12 allocations" / "1 allocation" */
 const char *mt__plural(uint64_t n, const char *one, const char *many);
 
+/* The view's name in JSON: "peak", "leaks", "all" or "temporary". */
+const char *mt__view_name(mt_view_t view);
+
 /* The program's arguments joined by spaces into buf (cut to fit). */
 char *mt__command_line(const mt_header_t *hdr, char *buf, size_t len);
 

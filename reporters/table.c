@@ -222,16 +222,6 @@ static const char page_tail[] =
     "</body>\n"
     "</html>\n";
 
-static const char *view_name(mt_view_t view)
-{
-    switch (view) {
-    case MT_VIEW_LEAKS: return "leaks";
-    case MT_VIEW_TOTAL: return "all";
-    case MT_VIEW_TEMPORARY: return "temporary";
-    default: return "peak";
-    }
-}
-
 static const char *view_words(mt_view_t view)
 {
     switch (view) {
@@ -305,7 +295,7 @@ static int table_data(FILE *out, mt_capture_t *cap, mt_sites_t *sites,
     mt__json_string(&j, mt__command_line(mt_capture_header(cap), command,
                                          sizeof command));
     mt__json_key(&j, "view");
-    mt__json_string(&j, view_name(view));
+    mt__json_string(&j, mt__view_name(view));
     mt__json_key(&j, "view_words");
     mt__json_string(&j, view_words(view));
     mt__json_key(&j, "bytes");
