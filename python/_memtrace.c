@@ -286,6 +286,27 @@ static PyObject *py_stop(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(finish_doc,
+"finish()\n--\n\n"
+"Ends the recording of a program run by `memtrace run` when the program\n"
+"is done, before the interpreter's shutdown frees module globals (which\n"
+"would hide every leak). Writes the rest of the capture and its trailer.\n"
+"Does nothing when this process is not being traced.");
+
+static PyObject *py_finish(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    if (!tracer.stop || session == SESSION_TRACING)
+        Py_RETURN_NONE; /* not memtrace run's tracer, or a Tracker owns it */
+    /* The PyMem wrappers stay: swapping allocators while other threads run
+     * is unsafe, and with tracing off they only forward. */
+    Py_BEGIN_ALLOW_THREADS
+    tracer.stop();
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(active_doc, "active()\n--\n\n1 while this process is being traced.");
 
 static PyObject *py_active(PyObject *self, PyObject *unused)
@@ -336,6 +357,7 @@ static PyMethodDef methods[] = {
      start_doc},
     {"stop", py_stop, METH_NOARGS, stop_doc},
     {"active", py_active, METH_NOARGS, active_doc},
+    {"finish", py_finish, METH_NOARGS, finish_doc},
     {"_stack", py_stack, METH_NOARGS, stack_doc},
     {NULL, NULL, 0, NULL},
 };

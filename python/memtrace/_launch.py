@@ -172,6 +172,15 @@ def _attach(flags):
                      root=None if native else _execute.__code__)
 
 
+def _finish():
+    """Ends the recording when the program is done (see _memtrace.finish)."""
+    try:
+        from memtrace import _memtrace
+    except ImportError:
+        return
+    _memtrace.finish()
+
+
 def main():
     if len(sys.argv) < 3 or sys.argv[1] not in _MODES:
         sys.stderr.write("usage: python -m memtrace._launch "
@@ -194,9 +203,15 @@ def main():
         sys.argv = [target, *args]
         _fix_orig_argv([target, *args])
     try:
-        if mode == "--script":
-            target = _load_script(target, main_mod)
-        _execute(mode, target, main_mod)
+        try:
+            if mode == "--script":
+                target = _load_script(target, main_mod)
+            _execute(mode, target, main_mod)
+        finally:
+            # The program is done: what is live now is what it leaked.
+            # The interpreter's shutdown, which frees module globals, is
+            # not recorded (as with memray).
+            _finish()
     except SystemExit:
         raise
     except BaseException as exc:

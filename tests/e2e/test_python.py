@@ -97,6 +97,14 @@ class PythonTests:
 
     # ---- Python stacks ----------------------------------------------------
 
+    def test_module_globals_are_leaks(self):
+        """What the program still holds when it ends is a leak, although
+        the interpreter's shutdown frees module globals afterwards: the
+        recording ends with the program, not with the interpreter."""
+        code = "CACHE = [bytes(1_000_000) for _ in range(5)]"
+        rep = self.report(self.record(["-c", code]), "--leaks")
+        self.assertEqual(line_total(rep, "<string>", 1), (5 * 1_000_033, 5))
+
     def test_known_sites_at_peak(self):
         m = markers("known.py")
         file = script("known.py")
