@@ -129,14 +129,8 @@ int mt__cmd_flamegraph(int argc, char **argv)
         case 'h':
             mt__command_help(stdout, cmd);
             return 0;
-        case ':':
-            return mt__usage_error(cmd, "option '%s' needs a value",
-                                   argv[optind - 1]);
-        default:
-            if (optopt > ' ' && optopt < 0x7f)
-                return mt__usage_error(cmd, "unknown option '-%c'", optopt);
-            return mt__usage_error(cmd, "unknown option '%s'",
-                                   argv[optind - 1]);
+        default: /* ':' (a value missing) or an unknown option */
+            return mt__bad_option(cmd, c, argv);
         }
     }
     if (leaks && temporary)

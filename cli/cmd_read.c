@@ -98,6 +98,18 @@ static int run_report(const char *cmd, const char *path, mt_reporter_fn fn,
     return 0;
 }
 
+/* Reports an option getopt_long rejected (c is what it returned: ':' for
+ * a missing value); returns MT_EXIT_USAGE. */
+int mt__bad_option(const char *cmd, int c, char **argv)
+{
+    if (c == ':')
+        return mt__usage_error(cmd, "option '%s' needs a value",
+                               argv[optind - 1]);
+    if (optopt > ' ' && optopt < 0x7f) /* a short option */
+        return mt__usage_error(cmd, "unknown option '-%c'", optopt);
+    return mt__usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+}
+
 /* Parses N of --top N: a whole number from 1 to MT_MAX_TOP. */
 int mt__parse_top(const char *arg, size_t *out)
 {
@@ -167,14 +179,8 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
         case 'h':
             mt__command_help(stdout, cmd);
             return 0;
-        case ':':
-            return mt__usage_error(cmd, "option '%s' needs a value",
-                                   argv[optind - 1]);
-        default:
-            if (optopt > ' ' && optopt < 0x7f) /* a short option */
-                return mt__usage_error(cmd, "unknown option '-%c'", optopt);
-            return mt__usage_error(cmd, "unknown option '%s'",
-                                   argv[optind - 1]);
+        default: /* ':' (a value missing) or an unknown option */
+            return mt__bad_option(cmd, c, argv);
         }
     }
     if (optind >= argc)

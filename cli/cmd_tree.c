@@ -23,17 +23,6 @@
 #define MT_DEFAULT_COLUMNS 100
 #define MT_MAX_COLUMNS 10000
 
-/* Reports an option getopt_long rejected; returns MT_EXIT_USAGE. */
-static int bad_option(const char *cmd, int c, char **argv)
-{
-    if (c == ':')
-        return mt__usage_error(cmd, "option '%s' needs a value",
-                               argv[optind - 1]);
-    if (optopt > ' ' && optopt < 0x7f)
-        return mt__usage_error(cmd, "unknown option '-%c'", optopt);
-    return mt__usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
-}
-
 /* The capture FILE: exactly one argument left. Returns it, or NULL after
  * a usage error (*status set). */
 static const char *one_file(const char *cmd, int argc, char **argv,
@@ -139,7 +128,7 @@ int mt__cmd_tree(int argc, char **argv)
             mt__command_help(stdout, "tree");
             return 0;
         default:
-            return bad_option("tree", c, argv);
+            return mt__bad_option("tree", c, argv);
         }
     }
     int status = 0;
@@ -253,7 +242,7 @@ int mt__cmd_table(int argc, char **argv)
             mt__command_help(stdout, "table");
             return 0;
         default:
-            return bad_option("table", c, argv);
+            return mt__bad_option("table", c, argv);
         }
     }
     int status = 0;

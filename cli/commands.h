@@ -42,6 +42,10 @@ char *mt__default_html(const char *capture, const char *kind);
 #define MT_MAX_TOP 1000000
 int mt__parse_top(const char *arg, size_t *out);
 
+/* The usage error for an option getopt_long rejected (c: its return value,
+ * ':' for a missing value). Returns MT_EXIT_USAGE. (cli/cmd_read.c) */
+int mt__bad_option(const char *cmd, int c, char **argv);
+
 /* Prints the help of command name (usage, options, JSON fields) to out;
  * run prints its own (run.c, on stdout, for `memtrace run --help`).
  * Returns 0, or -1 when there is no such command. (main.c) */
