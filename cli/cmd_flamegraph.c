@@ -36,6 +36,8 @@ const char mt__flamegraph_help[] =
     "             being the capture's file name without memtrace- and .bin\n"
     "  -f, --force  overwrite OUT.html when it exists\n"
     "  --leaks    memory live when tracing ended instead of at the peak\n"
+    "  --temporary-allocation-threshold N  with --temporary-allocations:\n"
+    "             freed before N other allocations were made (default 1)\n"
     "  --temporary-allocations  allocations freed before any other\n"
     "             allocation was made\n"
     "  --hide-imports  start with import-time frames (the import system\n"
@@ -81,7 +83,7 @@ static int fg_write(const char *out, mt_capture_t *cap,
 }
 
 enum { OPT_LEAKS = 1000, OPT_TEMPORARY, OPT_HIDE_IMPORTS, OPT_NATIVE,
-       OPT_NO_NATIVE };
+       OPT_NO_NATIVE, OPT_THRESHOLD };
 
 static const struct option fg_options[] = {
     {"output", required_argument, NULL, 'o'},
@@ -89,6 +91,7 @@ static const struct option fg_options[] = {
     {"help", no_argument, NULL, 'h'},
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"temporary-allocations", no_argument, NULL, OPT_TEMPORARY},
+    {"temporary-allocation-threshold", required_argument, NULL, OPT_THRESHOLD},
     {"hide-imports", no_argument, NULL, OPT_HIDE_IMPORTS},
     {"native", no_argument, NULL, OPT_NATIVE},
     {"no-native", no_argument, NULL, OPT_NO_NATIVE},
@@ -101,6 +104,7 @@ int mt__cmd_flamegraph(int argc, char **argv)
     mt_flamegraph_opts_t opts;
     memset(&opts, 0, sizeof opts);
     int force = 0, leaks = 0, temporary = 0, c;
+    uint64_t threshold = 0;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":o:fh", fg_options, NULL)) != -1) {
@@ -116,6 +120,13 @@ int mt__cmd_flamegraph(int argc, char **argv)
             break;
         case OPT_TEMPORARY:
             temporary = 1;
+            break;
+        case OPT_THRESHOLD:
+            if (mt__parse_threshold(optarg, &threshold) < 0)
+                return mt__usage_error(cmd,
+                                       "--temporary-allocation-threshold "
+                                       "needs a whole number from 1 to "
+                                       "2^32, not '%s'", optarg);
             break;
         case OPT_HIDE_IMPORTS:
             opts.hide_imports = 1;
@@ -162,7 +173,7 @@ int mt__cmd_flamegraph(int argc, char **argv)
         free(def);
         return MT_EXIT_USAGE;
     }
-    mt_capture_t *cap = mt__load_capture(path);
+    mt_capture_t *cap = mt__load_capture(path, threshold);
     if (!cap) {
         free(def);
         return MT_EXIT_USAGE;

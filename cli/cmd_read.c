@@ -45,12 +45,13 @@ char *mt__default_html(const char *capture, const char *kind)
 /* Loads path. Errors and warnings go to stderr as one escaped line each
  * (a file name may hold a newline or an escape sequence). Returns the
  * capture, or NULL after printing the error. Every reading command uses it. */
-mt_capture_t *mt__load_capture(const char *path)
+mt_capture_t *mt__load_capture(const char *path, uint64_t temporary_threshold)
 {
     char err[1024] = "";
     mt_load_opts_t opts;
     memset(&opts, 0, sizeof opts);
     opts.progress = isatty(STDERR_FILENO);
+    opts.temporary_threshold = temporary_threshold;
     mt_capture_t *cap = NULL;
     int rc = mt_capture_load(path, &opts, &cap, err, sizeof err);
     if (rc < 0 || !cap) {
@@ -82,10 +83,14 @@ mt_capture_t *mt__load_capture(const char *path)
 
 /* Loads the capture, runs the reporter on stdout, and maps failures to
  * the exit status. */
+/* --temporary-allocation-threshold of the command being run (0: the
+ * reader's default). Set by parse_read_args; one command per process. */
+static uint64_t temporary_threshold;
+
 static int run_report(const char *cmd, const char *path, mt_reporter_fn fn,
                       const mt_report_opts_t *opts)
 {
-    mt_capture_t *cap = mt__load_capture(path);
+    mt_capture_t *cap = mt__load_capture(path, temporary_threshold);
     if (!cap)
         return MT_EXIT_USAGE;
     int rc = fn(stdout, cap, opts);
@@ -110,6 +115,20 @@ int mt__bad_option(const char *cmd, int c, char **argv)
     return mt__usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
 }
 
+/* Parses N of --temporary-allocation-threshold N: 1 to 2^32. */
+int mt__parse_threshold(const char *arg, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!arg[0] || arg[0] == '-' || arg[0] == '+')
+        return -1;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (errno || *end || v == 0 || v > (1ull << 32))
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* Parses N of --top N: a whole number from 1 to MT_MAX_TOP. */
 int mt__parse_top(const char *arg, size_t *out)
 {
@@ -126,7 +145,8 @@ int mt__parse_top(const char *arg, size_t *out)
 
 /* The options of the reading commands: summary and stats take the first
  * two, report all of them. */
-enum { OPT_JSON = 1000, OPT_TOP, OPT_LEAKS, OPT_ALL, OPT_TEMPORARY };
+enum { OPT_JSON = 1000, OPT_TOP, OPT_LEAKS, OPT_ALL, OPT_TEMPORARY,
+       OPT_THRESHOLD };
 
 static const struct option report_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
@@ -135,6 +155,7 @@ static const struct option report_options[] = {
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"all-allocations", no_argument, NULL, OPT_ALL},
     {"temporary-allocations", no_argument, NULL, OPT_TEMPORARY},
+    {"temporary-allocation-threshold", required_argument, NULL, OPT_THRESHOLD},
     {NULL, 0, NULL, 0},
 };
 static const struct option plain_options[] = {
@@ -175,6 +196,13 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
             break;
         case OPT_TEMPORARY:
             opts->view = MT_VIEW_TEMPORARY;
+            break;
+        case OPT_THRESHOLD:
+            if (mt__parse_threshold(optarg, &temporary_threshold) < 0)
+                return mt__usage_error(cmd,
+                                       "--temporary-allocation-threshold "
+                                       "needs a whole number from 1 to "
+                                       "2^32, not '%s'", optarg);
             break;
         case 'h':
             mt__command_help(stdout, cmd);

@@ -137,7 +137,7 @@ int mt__cmd_tree(int argc, char **argv)
         return status;
     opts.width = terminal_width();
     opts.ascii = !locale_is_utf8();
-    mt_capture_t *cap = mt__load_capture(path);
+    mt_capture_t *cap = mt__load_capture(path, 0);
     if (!cap)
         return MT_EXIT_USAGE;
     int rc = mt_report_tree(stdout, cap, &opts);
@@ -265,7 +265,7 @@ int mt__cmd_table(int argc, char **argv)
         free(dflt);
         return MT_EXIT_USAGE;
     }
-    mt_capture_t *cap = mt__load_capture(path);
+    mt_capture_t *cap = mt__load_capture(path, 0);
     status = cap ? write_table(cap, output, force, &opts) : MT_EXIT_USAGE;
     mt_capture_free(cap);
     free(dflt);

@@ -5,6 +5,7 @@
 #ifndef MT_CLI_COMMANDS_H
 #define MT_CLI_COMMANDS_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 /* Exit status for usage errors and unreadable captures (the contract). */
@@ -29,10 +30,14 @@ int mt__cmd_flamegraph(int argc, char **argv);
 extern const char mt__flamegraph_help[];
 
 /* Loads a capture for a reading command (cli/cmd_read.c): prints its error,
- * or its warning, as one escaped line on stderr. Returns the capture (free
- * with mt_capture_free), or NULL after printing the error. */
+ * or its warning, as one escaped line on stderr. temporary_threshold: see
+ * mt_load_opts_t (0: default). Returns the capture (free with
+ * mt_capture_free), or NULL after printing the error. */
 struct mt_capture_s;
-struct mt_capture_s *mt__load_capture(const char *path);
+struct mt_capture_s *mt__load_capture(const char *path,
+                                      uint64_t temporary_threshold);
+/* Parses --temporary-allocation-threshold's N (1 to 2^32). 0 or -1. */
+int mt__parse_threshold(const char *arg, uint64_t *out);
 
 /* The default page for KIND ("flamegraph", "table") of a capture:
  * memtrace-KIND-NAME.html beside it (cli/cmd_read.c). malloc'd, or NULL. */

@@ -48,6 +48,8 @@ static const char report_help[] =
     "  --all-allocations  everything allocated over the run, freed or not\n"
     "  --temporary-allocations  allocations freed before any other\n"
     "             allocation was made (churn worth pooling)\n"
+    "  --temporary-allocation-threshold N  temporary: freed before N other\n"
+    "             allocations were made (default 1)\n"
     "  --json     machine-readable output\n"
     "\n"
     "JSON fields: capture, view (\"peak\", \"leaks\", \"all\" or\n"
