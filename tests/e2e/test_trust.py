@@ -89,6 +89,24 @@ class Faults(CaptureTest):
         self.assertIn("not traced", s["warning"])
 
 
+class FollowFork(CaptureTest):
+    def test_pool_workers_three_times(self):
+        """multiprocessing.Pool's fork workers under --follow-fork: a child
+        once deadlocked on a lock its parent's writer held at the fork."""
+        from harness import SOURCE
+        script = os.path.join(SOURCE, "tests", "e2e", "py", "pool_fork.py")
+        for i in range(3):
+            out = self.path(f"pool{i}.bin")
+            cp = memtrace("run", "-q", "-o", out, "--follow-fork", script,
+                          check=False, timeout=120)
+            self.assertEqual((cp.returncode, cp.stdout), (0, "16000\n"), cp.stderr)
+            children = [f for f in os.listdir(self.tmp)
+                        if f.startswith(f"pool{i}.bin.")]
+            self.assertEqual(len(children), 4, os.listdir(self.tmp))
+            for child in children:
+                balanced(self, self.path(child))
+
+
 class ReaderUnderValgrind(CaptureTest):
     def test_report_is_clean_under_valgrind(self):
         if SANITIZED or not shutil.which("valgrind"):
