@@ -151,3 +151,16 @@ const char *mt__view_name(mt_view_t view)
     default: return "peak";
     }
 }
+
+int mt__report_with_sites(FILE *out, mt_capture_t *cap, mt_view_t view,
+                          const mt_report_opts_t *opts,
+                          mt_sites_writer_fn json, mt_sites_writer_fn text)
+{
+    mt_sites_t *sites;
+    int rc = mt_sites_build(cap, view, &sites);
+    if (rc)
+        return rc;
+    (opts && opts->json ? json : text)(out, cap, sites);
+    mt_sites_free(sites);
+    return mt__report_done(out, 0);
+}

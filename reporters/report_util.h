@@ -37,6 +37,15 @@ void mt__text_site_entry(FILE *out, mt_sites_t *sites, const mt_site_t *site,
 /* "12 allocations" / "1 allocation" */
 const char *mt__plural(uint64_t n, const char *one, const char *many);
 
+/* Builds the sites of view, calls json or text (per opts->json) with them,
+ * frees them, and finishes like mt__report_done. For reports whose output
+ * is a function of the capture and its sites. */
+typedef void (*mt_sites_writer_fn)(FILE *out, mt_capture_t *cap,
+                                   mt_sites_t *sites);
+int mt__report_with_sites(FILE *out, mt_capture_t *cap, mt_view_t view,
+                          const mt_report_opts_t *opts,
+                          mt_sites_writer_fn json, mt_sites_writer_fn text);
+
 /* The view's name in JSON: "peak", "leaks", "all" or "temporary". */
 const char *mt__view_name(mt_view_t view);
 

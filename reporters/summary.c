@@ -149,14 +149,6 @@ static void summary_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
 int mt_report_summary(FILE *out, mt_capture_t *cap,
                       const mt_report_opts_t *opts)
 {
-    mt_sites_t *sites;
-    int rc = mt_sites_build(cap, MT_VIEW_PEAK, &sites);
-    if (rc)
-        return rc;
-    if (opts && opts->json)
-        summary_json(out, cap, sites);
-    else
-        summary_text(out, cap, sites);
-    mt_sites_free(sites);
-    return mt__report_done(out, 0);
+    return mt__report_with_sites(out, cap, MT_VIEW_PEAK, opts, summary_json,
+                                 summary_text);
 }
