@@ -5,6 +5,7 @@
 #include <link.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,41 @@ static void scrub_environment(void)
         unsetenv(vars[i]);
 }
 
+/* Fatal signals: write what can be written, then die as the signal says.
+ * Installed only where the program has not set a handler by then (one it
+ * sets later replaces ours). SA_RESETHAND restores the default action, and
+ * the signal raised again takes effect when the handler returns. */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+
+static void on_fatal_signal(int sig)
+{
+    int saved = errno;
+    if (mt__g.pid == getpid()) {
+        int was_busy = mt__busy;
+        mt__busy = 1;
+        atomic_store(&mt__g.active, 0);
+        mt__writer_emergency();
+        mt__busy = was_busy;
+    }
+    errno = saved;
+    raise(sig);
+}
+
+static void install_fatal_handlers(void)
+{
+    for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
+        struct sigaction old, sa;
+        if (sigaction(fatal_signals[i], NULL, &old) != 0 ||
+            old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
+            continue;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
+        sigaction(fatal_signals[i], &sa, NULL);
+    }
+}
+
 /* A program (or a library before us) that defines malloc itself is not
  * seen by our hooks: say so on stderr and in the capture. */
 static void check_malloc_owner(void)
@@ -123,6 +159,7 @@ static void start_tracing(int create_excl)
     }
     atomic_store(&mt__g.active, 1);
     check_malloc_owner();
+    install_fatal_handlers();
 }
 
 static void fork_prepare(void)

@@ -172,6 +172,9 @@ void mt__def_put_unlocked(unsigned type, const uint8_t *payload, size_t len);
 int mt__writer_start(const char *path, int create_excl);
 /* Final round, trailer, close. Idempotent; safe at exit and in _exit. */
 void mt__writer_finish(void);
+/* From a fatal-signal handler: one last block of what can be taken
+ * without waiting or allocating (maybe nothing). */
+void mt__writer_emergency(void);
 /* Wakes the writer early (a thread queued a full buffer). */
 void mt__writer_kick(void);
 /* Queues a full buffer for the writer (takes queue_lock). */

@@ -382,6 +382,14 @@ int mt__writer_start(const char *path, int create_excl)
     if (LZ4F_isError(LZ4F_createCompressionContext(&cctx, LZ4F_VERSION)))
         cctx = NULL;
     mt__g.cctx = cctx;
+    /* The block buffers exist from the start, so a crash handler can use
+     * them before the first round (it may not allocate). Untouched pages
+     * cost no memory. */
+    if (raw_reserve(MT_BLOCK_TARGET + (256u << 10)) == 0 && !mt__g.out) {
+        size_t bound = mt__block_bound(mt__g.raw_cap);
+        if ((mt__g.out = mt__real.malloc(bound)) != NULL)
+            mt__g.out_cap = bound;
+    }
     mt__g.write_error = 0;
     mt__g.finished = 0;
     raw_len = 0;
@@ -445,5 +453,82 @@ void mt__writer_finish(void)
     do_round(1);
     close(mt__g.fd);
     mt__g.fd = -1;
+    pthread_mutex_unlock(&mt__g.round_lock);
+}
+
+/* ---- The last word of a crashing process ---------------------------------- */
+
+/* Appends one section at raw + at; returns the new end. The caller checked
+ * the room (1 + 2 varints + len). */
+static size_t put_section_at(size_t at, unsigned type, uint64_t thread,
+                             const uint8_t *data, size_t len)
+{
+    uint8_t idx[MT_VARINT_MAX];
+    size_t idx_len = type == MT_SEC_EVENTS
+                         ? (size_t)(mt__put_varint(idx, thread) - idx) : 0;
+    uint8_t *p = mt__put_section_header(mt__g.raw + at, type, idx_len + len);
+    memcpy(p, idx, idx_len);
+    memcpy(p + idx_len, data, len);
+    return (size_t)(p + idx_len + len - mt__g.raw);
+}
+
+void mt__writer_emergency(void)
+{
+    /* Runs in a fatal-signal handler: it takes only locks that are free
+     * right now and allocates nothing, so it may write nothing (then the
+     * capture ends at the last round, as without it). Events go to the
+     * upper half of the block buffer first, because they must be taken
+     * before the definitions they use, which are written before them. */
+    if (mt__g.fd < 0 || mt__g.finished || pthread_mutex_trylock(&mt__g.round_lock))
+        return;
+    size_t cap = mt__g.raw_cap, half = cap / 2, ev = half;
+    const size_t room = 1 + 2 * MT_VARINT_MAX;
+    if (!mt__g.raw || !mt__g.out || cap < 4 * MT_BUFFER_SIZE ||
+        pthread_mutex_trylock(&mt__g.registry_lock)) {
+        pthread_mutex_unlock(&mt__g.round_lock);
+        return;
+    }
+    for (mt_thread_t *t = mt__g.threads; t; t = t->next) {
+        if (atomic_exchange_explicit(&t->lock, 1, memory_order_acquire))
+            continue; /* in the middle of an event: left out */
+        size_t len = t->buf ? (size_t)(t->pos - MT_BUFFER_DATA(t->buf)) : 0;
+        if (len && ev + room + len <= cap) {
+            ev = put_section_at(ev, MT_SEC_EVENTS, t->index,
+                                MT_BUFFER_DATA(t->buf), len);
+            t->pos = MT_BUFFER_DATA(t->buf);
+            memset(&t->st, 0, sizeof t->st);
+        }
+        atomic_store_explicit(&t->lock, 0, memory_order_release);
+    }
+    pthread_mutex_unlock(&mt__g.registry_lock);
+    if (pthread_mutex_trylock(&mt__g.queue_lock) == 0) {
+        for (mt_buffer_t *b = mt__g.queue_head; b; b = b->next)
+            if (ev + room + b->len <= cap)
+                ev = put_section_at(ev, MT_SEC_EVENTS, b->thread,
+                                    MT_BUFFER_DATA(b), b->len);
+        mt__g.queue_head = mt__g.queue_tail = NULL;
+        pthread_mutex_unlock(&mt__g.queue_lock);
+    }
+    /* Without every definition, the events could name unknown stacks:
+     * then nothing is written at all. */
+    size_t d = 0;
+    int defs_ok = 0;
+    if (pthread_mutex_trylock(&mt__g.defs_lock) == 0) {
+        if (mt__g.defs_len + room <= half) {
+            if (mt__g.defs_len)
+                d = put_section_at(0, MT_SEC_DEFS, 0, mt__g.defs, mt__g.defs_len);
+            mt__g.defs_len = 0;
+            defs_ok = 1;
+        }
+        pthread_mutex_unlock(&mt__g.defs_lock);
+    }
+    size_t total = d + (ev - half);
+    if (defs_ok && total && mt__block_bound(total) <= mt__g.out_cap) {
+        memmove(mt__g.raw + d, mt__g.raw + half, ev - half);
+        long n = mt__block_compress(mt__g.raw, total, mt__g.out, mt__g.out_cap,
+                                    mt__g.cctx);
+        if (n > 0)
+            write_all(mt__g.out, (size_t)n);
+    }
     pthread_mutex_unlock(&mt__g.round_lock);
 }

@@ -208,6 +208,16 @@ class Lifecycle(CaptureTest):
                 report_json("report", capture, "--leaks", "--top", "1000"))
             self.assertEqual(sites["before_crash"]["count"], 5, mode)
 
+    def test_crash_at_once_still_records(self):
+        """abort and a segfault right after allocating, before any writer
+        round: the fatal-signal handler writes a last block."""
+        for mode, sig in (("abort-now", signal.SIGABRT), ("segv-now", signal.SIGSEGV)):
+            capture, cp = self.record([prog("lifecycle"), mode], name=mode + ".bin",
+                                      expect_status=128 + sig)
+            sites = sites_by_function(
+                report_json("report", capture, "--leaks", "--top", "1000"))
+            self.assertEqual(sites["before_crash"]["count"], 5, mode)
+
     def test_sigkill_reads_up_to_last_block(self):
         out = self.path("killed.bin")
         p = subprocess.Popen([memtrace_path(), "run", "-o", out, "--",

@@ -8,6 +8,7 @@
  *   signals         SIGALRM handler that allocates, every 1 ms, for 0.5 s
  *   churn           200 short threads, created and joined one by one
  *   abort | segv    allocate, wait for a flush, then crash
+ *   abort-now | segv-now  allocate, then crash at once (before any round)
  *   _exit           allocate then _exit(7) at once
  *   dlopen          dlopen/dlclose a library 200 times
  *   threads16       16 threads allocating for 3 s, replaced as they finish
@@ -262,11 +263,13 @@ int main(int argc, char **argv)
         puts("slept");
         return 0;
     }
-    if (!strcmp(mode, "abort") || !strcmp(mode, "segv") || !strcmp(mode, "_exit")) {
+    if (!strcmp(mode, "abort") || !strcmp(mode, "segv") || !strcmp(mode, "_exit") ||
+        !strcmp(mode, "abort-now") || !strcmp(mode, "segv-now")) {
         before_crash();
         if (mode[0] == '_')
             _exit(7);
-        sleep_ms(400); /* at least one writer round */
+        if (!strstr(mode, "-now"))
+            sleep_ms(400); /* at least one writer round */
         if (mode[0] == 'a')
             abort();
         volatile int *bad = NULL;
