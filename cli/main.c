@@ -157,9 +157,8 @@ static const mt_command_t commands[] = {
      "usage: memtrace rss FILE [--json]\n" LATER},
     {"stages", NULL, "per-stage costs",
      "usage: memtrace stages FILE [--json]\n" LATER},
-    {"export", NULL, "folded, speedscope, pprof or csv",
-     "usage: memtrace export FILE --format folded|speedscope|pprof|csv "
-     "[-o OUT]\n" LATER},
+    {"export", mt__cmd_export, "the capture as folded stacks or CSV",
+     mt__export_help},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -208,6 +208,15 @@ typedef struct mt_table_opts_s {
 MT_EXTERN int mt_report_table(FILE *out, mt_capture_t *cap,
                               const mt_table_opts_t *opts);
 
+/* ---- Exports (reporters/export.c) ----------------------------------------
+ * folded: "outer;...;inner BYTES" per stack of view, frames written as
+ * "function (file:line)" with ';' and control characters replaced.
+ * csv: "snapshot,bytes,count,function,file,line,module" rows, one per site
+ * at the high-water mark ("peak") and at the end ("leaks"), RFC 4180
+ * quoting, a leading = + - @ prefixed with '. Both return 0 or MT_E*. */
+MT_EXTERN int mt_report_folded(FILE *out, mt_capture_t *cap, mt_view_t view);
+MT_EXTERN int mt_report_csv(FILE *out, mt_capture_t *cap);
+
 #ifdef __cplusplus
 }
 #endif
