@@ -328,6 +328,12 @@ class Runner(CaptureTest):
         self.assertIn("cannot run", cp.stderr)
         self.assertFalse(os.path.exists(self.path("x.bin")))
 
+    def test_report_on_stderr_when_the_program_ends(self):
+        _, cp = self.record([prog("known_allocs")], extra=("--report=2",))
+        self.assertEqual(cp.stdout, "known_allocs: done\n")
+        self.assertIn("Top 2 sites at the peak:", cp.stderr)
+        self.assertIn("known_allocs.c:67: 10.0 MiB in 1 allocation", cp.stderr)
+
     def test_signal_death_is_128_plus_n(self):
         self.record(["/bin/sh", "-c", "kill -TERM $$"], expect_status=128 + 15)
 
