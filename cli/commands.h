@@ -22,6 +22,9 @@ int mt__cmd_stats(int argc, char **argv);
 
 /* `memtrace tree FILE ...` and `memtrace table FILE ...` (cli/cmd_tree.c). */
 int mt__cmd_tree(int argc, char **argv);
+/* `memtrace diff` (cli/cmd_diff.c) and its help text. */
+int mt__cmd_diff(int argc, char **argv);
+extern const char mt__diff_help[];
 /* `memtrace export` (cli/cmd_export.c) and its help text. */
 int mt__cmd_export(int argc, char **argv);
 extern const char mt__export_help[];

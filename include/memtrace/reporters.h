@@ -217,6 +217,19 @@ MT_EXTERN int mt_report_table(FILE *out, mt_capture_t *cap,
 MT_EXTERN int mt_report_folded(FILE *out, mt_capture_t *cap, mt_view_t view);
 MT_EXTERN int mt_report_csv(FILE *out, mt_capture_t *cap);
 
+/* ---- Diff (reporters/diff.c) ------------------------------------------------
+ * Sites of two captures matched by location (function, file, line): size,
+ * size change, count, count change, average, new and vanished sites, the
+ * largest changes first (opts->top, default 10; opts->json). view: peak or
+ * leaks. Returns 0 or MT_E*. */
+typedef struct mt_diff_input_s {
+    mt_capture_t *before, *after;
+    const char *before_path, *after_path;
+    mt_view_t view;
+} mt_diff_input_t;
+MT_EXTERN int mt_report_diff(FILE *out, const mt_diff_input_t *in,
+                             const mt_report_opts_t *opts);
+
 #ifdef __cplusplus
 }
 #endif

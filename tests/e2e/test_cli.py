@@ -21,7 +21,7 @@ MEMTRACE = os.path.join(BUILD, "memtrace")
 
 CONTRACT_COMMANDS = ["run", "summary", "stats", "report", "flamegraph",
                      "table", "tree", "diff", "rss", "stages", "export"]
-NOT_YET = ["diff", "rss", "stages"]
+NOT_YET = ["rss", "stages"]
 
 # ---- a tiny capture writer -------------------------------------------------
 

@@ -108,5 +108,48 @@ class Export(CaptureTest):
         self.assertTrue(leaf[0].startswith('=cmd|x,"y":z ('), leaf[0])
 
 
+class Diff(CaptureTest):
+    """`memtrace diff` on two runs of tests/e2e/py/grow.py: 1000 and then
+    3000 bytearrays of 1000 bytes (1001 allocated) at the line marked grow,
+    a block only in the first run (old) and one only in the second (new)."""
+
+    def test_grown_new_and_vanished_sites(self):
+        from harness import SOURCE
+        script = os.path.realpath(os.path.join(SOURCE, "tests", "e2e", "py",
+                                               "grow.py"))
+        lines = {}
+        with open(script) as f:
+            for n, text in enumerate(f, 1):
+                for mark in ("grow", "old", "new"):
+                    if text.rstrip().endswith("# " + mark):
+                        lines[mark] = n
+        before, after = self.path("before.bin"), self.path("after.bin")
+        for out, n in ((before, "1000"), (after, "3000")):
+            cp = memtrace("run", "-q", "-o", out, script, n, check=False)
+            self.assertEqual(cp.returncode, 0, cp.stderr)
+        rep = report_json("diff", before, after, "--leaks", "--top", "50")
+        at = {e["site"]["line"]: e for e in rep["top"]
+              if os.path.realpath(e["site"]["file"]) == script}
+        grow = at[lines["grow"]]
+        self.assertEqual((grow["bytes"], grow["bytes_diff"], grow["count"],
+                          grow["count_diff"], grow["average"], grow["status"]),
+                         (3000 * 1001, 2000 * 1001, 3000, 2000, 1001, "changed"))
+        self.assertEqual((at[lines["new"]]["bytes_diff"], at[lines["new"]]["status"]),
+                         (700_001, "new"))
+        self.assertEqual((at[lines["old"]]["bytes_diff"], at[lines["old"]]["status"],
+                          at[lines["old"]]["bytes"]), (-500_001, "vanished", 0))
+        self.assertEqual(rep["top"][0]["site"]["line"], lines["grow"])  # largest change
+        self.assertGreaterEqual(rep["new_sites"], 1)
+        self.assertGreaterEqual(rep["vanished_sites"], 1)
+        self.assertEqual(rep["bytes_diff"], rep["after_bytes"] - rep["before_bytes"])
+        # The text: tracemalloc's shape.
+        text = memtrace("diff", before, after, "--leaks").stdout
+        self.assertIn(f"grow.py:{lines['grow']}: size=2.9 MiB (+1.9 MiB), "
+                      f"count=3000 (+2000), average=1001 B  in <module>", text)
+        self.assertIn("[vanished]", text)
+        bad = memtrace("diff", before, check=False)
+        self.assertEqual(bad.returncode, 2)
+
+
 if __name__ == "__main__":
     unittest.main()
