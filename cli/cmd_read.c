@@ -5,9 +5,11 @@
  * capture to its reporter. */
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli/commands.h"
@@ -81,12 +83,42 @@ mt_capture_t *mt__load_capture(const char *path, uint64_t temporary_threshold)
     return cap;
 }
 
-/* Loads the capture, runs the reporter on stdout, and maps failures to
- * the exit status. */
-/* --temporary-allocation-threshold of the command being run (0: the
- * reader's default). Set by parse_read_args; one command per process. */
+/* --temporary-allocation-threshold and --fail-over of the command being
+ * run (0: not given). Set by parse_read_args; one command per process. */
 static uint64_t temporary_threshold;
+static uint64_t fail_over;
 
+/* Parses a size for --fail-over: a number with an optional unit, B, K/KB,
+ * M/MB, G/GB (powers of 1000) or KiB, MiB, GiB (powers of 1024), any case.
+ * Returns 0 with *out set, or -1. */
+int mt__parse_size(const char *arg, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!arg[0] || arg[0] == '-' || arg[0] == '+')
+        return -1;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || v < 0)
+        return -1;
+    static const struct { const char *unit; double factor; } units[] = {
+        {"", 1}, {"b", 1}, {"k", 1e3}, {"kb", 1e3}, {"m", 1e6}, {"mb", 1e6},
+        {"g", 1e9}, {"gb", 1e9}, {"kib", 1024.0}, {"mib", 1048576.0},
+        {"gib", 1073741824.0},
+    };
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(end, units[i].unit) == 0) {
+            double bytes = v * units[i].factor;
+            if (bytes >= 18446744073709551615.0)
+                return -1;
+            *out = (uint64_t)bytes;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Loads the capture, runs the reporter on stdout, and maps failures to
+ * the exit status; with --fail-over, exit 1 when the peak is over it. */
 static int run_report(const char *cmd, const char *path, mt_reporter_fn fn,
                       const mt_report_opts_t *opts)
 {
@@ -94,11 +126,21 @@ static int run_report(const char *cmd, const char *path, mt_reporter_fn fn,
     if (!cap)
         return MT_EXIT_USAGE;
     int rc = fn(stdout, cap, opts);
+    uint64_t peak = mt_capture_totals(cap)->peak_bytes;
     mt_capture_free(cap);
     if (rc < 0) {
         fprintf(stderr, "memtrace %s: cannot write the report: %s\n", cmd,
                 mt_strerror(rc));
         return MT_EXIT_USAGE;
+    }
+    if (fail_over && peak > fail_over) {
+        char a[32], b[32];
+        fflush(stdout);
+        fprintf(stderr, "memtrace %s: peak memory %s (%" PRIu64 " bytes) is over "
+                        "the limit of --fail-over, %s (%" PRIu64 " bytes)\n",
+                cmd, mt_format_size(peak, a, sizeof a), peak,
+                mt_format_size(fail_over, b, sizeof b), fail_over);
+        return 1;
     }
     return 0;
 }
@@ -146,7 +188,7 @@ int mt__parse_top(const char *arg, size_t *out)
 /* The options of the reading commands: summary and stats take the first
  * two, report all of them. */
 enum { OPT_JSON = 1000, OPT_TOP, OPT_LEAKS, OPT_ALL, OPT_TEMPORARY,
-       OPT_THRESHOLD };
+       OPT_THRESHOLD, OPT_FAIL_OVER };
 
 static const struct option report_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
@@ -156,6 +198,7 @@ static const struct option report_options[] = {
     {"all-allocations", no_argument, NULL, OPT_ALL},
     {"temporary-allocations", no_argument, NULL, OPT_TEMPORARY},
     {"temporary-allocation-threshold", required_argument, NULL, OPT_THRESHOLD},
+    {"fail-over", required_argument, NULL, OPT_FAIL_OVER},
     {NULL, 0, NULL, 0},
 };
 static const struct option plain_options[] = {
@@ -196,6 +239,11 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
             break;
         case OPT_TEMPORARY:
             opts->view = MT_VIEW_TEMPORARY;
+            break;
+        case OPT_FAIL_OVER:
+            if (mt__parse_size(optarg, &fail_over) < 0 || fail_over == 0)
+                return mt__usage_error(cmd, "--fail-over needs a size such as "
+                                            "512MB or 1.5GiB, not '%s'", optarg);
             break;
         case OPT_THRESHOLD:
             if (mt__parse_threshold(optarg, &temporary_threshold) < 0)

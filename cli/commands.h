@@ -42,6 +42,8 @@ extern const char mt__flamegraph_help[];
 struct mt_capture_s;
 struct mt_capture_s *mt__load_capture(const char *path,
                                       uint64_t temporary_threshold);
+/* Parses a size like 512MB, 1.5GiB or 1000 (bytes) into *out. 0 or -1. */
+int mt__parse_size(const char *arg, uint64_t *out);
 /* Parses --temporary-allocation-threshold's N (1 to 2^32). 0 or -1. */
 int mt__parse_threshold(const char *arg, uint64_t *out);
 

@@ -120,6 +120,22 @@ class KnownAllocations(CaptureTest):
         self.assertEqual(hundred, dict(want_one, make_small=(6000, 60),
                                        aligned=(4096 + 512 + 256, 3)))
 
+    def test_fail_over_for_ci(self):
+        peak = report_json("summary", self.capture)["peak_bytes"]
+        at = memtrace("report", self.capture, "--fail-over", str(peak), check=False)
+        self.assertEqual(at.returncode, 0, at.stderr)
+        over = memtrace("report", self.capture, "--fail-over", str(peak - 1),
+                        check=False)
+        self.assertEqual(over.returncode, 1)
+        self.assertIn(f"({peak} bytes) is over the limit", over.stderr)
+        self.assertIn("Top", over.stdout)  # the report still comes out
+        self.assertEqual(memtrace("report", self.capture, "--fail-over", "10MiB",
+                                  check=False).returncode, 1)  # 10 MiB + more
+        self.assertEqual(memtrace("report", self.capture, "--fail-over", "11MB",
+                                  check=False).returncode, 0)
+        self.assertEqual(memtrace("report", self.capture, "--fail-over", "1.5XB",
+                                  check=False).returncode, 2)
+
     def test_capture_is_private(self):
         self.assertEqual(stat.S_IMODE(os.stat(self.capture).st_mode), 0o600)
 
