@@ -12,6 +12,7 @@ import json
 import os
 import struct
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -24,79 +25,17 @@ CONTRACT_COMMANDS = ["run", "summary", "stats", "report", "flamegraph",
 NOT_YET = ["rss", "stages"]
 
 # ---- a tiny capture writer -------------------------------------------------
-
-MAGIC = b"\x89MTRC\r\n\x1a"
-BLOCK_MAGIC = 0x4B42544D
-FLAG_NATIVE = 0x1
-SEC_DEFS, SEC_EVENTS, SEC_SYNC = 1, 2, 3
-DEF_NODE, DEF_THREAD, DEF_TRAILER = 1, 4, 6
-EV_FREE, EV_MALLOC, EV_CALLOC = 1, 2, 3
-HDR_PID, HDR_ARGV, HDR_EXE, HDR_TRACER = 1, 5, 6, 8
-
-_P1, _P2, _P3, _P4, _P5 = (2654435761, 2246822519, 3266489917, 668265263,
-                           374761393)
-_M32 = 0xFFFFFFFF
-
-
-def _rotl(x, r):
-    return ((x << r) | (x >> (32 - r))) & _M32
-
-
-def xxh32(data, seed=0):
-    """XXH32, for the LZ4 frame's header and content checksums."""
-    n, i = len(data), 0
-    if n >= 16:
-        v = [(seed + _P1 + _P2) & _M32, (seed + _P2) & _M32, seed,
-             (seed - _P1) & _M32]
-        while i + 16 <= n:
-            for k in range(4):
-                lane = struct.unpack_from("<I", data, i + 4 * k)[0]
-                v[k] = (_rotl((v[k] + lane * _P2) & _M32, 13) * _P1) & _M32
-            i += 16
-        h = (_rotl(v[0], 1) + _rotl(v[1], 7) + _rotl(v[2], 12) +
-             _rotl(v[3], 18)) & _M32
-    else:
-        h = (seed + _P5) & _M32
-    h = (h + n) & _M32
-    while i + 4 <= n:
-        lane = struct.unpack_from("<I", data, i)[0]
-        h = (_rotl((h + lane * _P3) & _M32, 17) * _P4) & _M32
-        i += 4
-    while i < n:
-        h = (_rotl((h + data[i] * _P5) & _M32, 11) * _P1) & _M32
-        i += 1
-    h ^= h >> 15
-    h = (h * _P2) & _M32
-    h ^= h >> 13
-    h = (h * _P3) & _M32
-    h ^= h >> 16
-    return h
-
-
-def varint(v):
-    out = bytearray()
-    while v >= 0x80:
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)
-    return bytes(out)
-
-
-def zigzag(v):
-    return ((v << 1) ^ (v >> 63)) & 0xFFFFFFFFFFFFFFFF
-
-
-def lz4_frame(raw):
-    """An LZ4 frame holding raw in uncompressed blocks, with content size
-    and content checksum."""
-    desc = bytes([0x6C, 0x70]) + struct.pack("<Q", len(raw))
-    out = bytearray(struct.pack("<I", 0x184D2204) + desc)
-    out.append((xxh32(desc) >> 8) & 0xFF)
-    for i in range(0, len(raw), 4 << 20):
-        chunk = raw[i:i + (4 << 20)]
-        out += struct.pack("<I", len(chunk) | 0x80000000) + chunk
-    out += struct.pack("<I", 0) + struct.pack("<I", xxh32(raw))
-    return bytes(out)
+# The format's constants and encoders (varints, zigzag, LZ4 frames with their
+# xxh32 checksums) are the fixture generator's: one Python writer of the
+# format, not two.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "fixtures"))
+from make_fixtures import (BLOCK_MAGIC, DEF_NODE, DEF_THREAD,  # noqa: E402
+                           DEF_TRAILER, EV_CALLOC, EV_FREE, EV_MALLOC,
+                           FLAG_NATIVE, HDR_ARGV, HDR_EXE, HDR_PID, HDR_TRACER,
+                           MAGIC, SEC_DEFS, SEC_EVENTS, SEC_SYNC, lz4_frame,
+                           varint)
+from make_fixtures import zz as zigzag  # noqa: E402
 
 
 class Capture:
