@@ -18,8 +18,13 @@ size_t mt__export_stack(mt_sites_t *sites, uint32_t node, mt_frame_t *frames)
     size_t n = mt_sites_stack(sites, node, frames, MT_EXPORT_MAX_STACK - 1,
                               &truncated);
     if (n == 0 || truncated) {
-        const char *name = n ? "[stack truncated]" : "<unknown>";
-        frames[n++] = (mt_frame_t){.function = name, .file = "", .module = ""};
+        /* A stack without frames is "<unknown>", as the reports' site. */
+        static const mt_frame_t unknown = {.function = "<unknown>",
+                                           .file = "<unknown>", .module = ""};
+        static const mt_frame_t cut = {.function = "[stack truncated]",
+                                       .file = "", .module = ""};
+        frames[n] = n ? cut : unknown;
+        n++;
     }
     return n;
 }

@@ -48,7 +48,8 @@ void mt__intern_free(mt_intern_t *t);
 
 /* The stack of node as the exports write it, innermost first, into
  * frames[0, MT_EXPORT_MAX_STACK): mt_sites_stack's frames; a node with no
- * frame at all gets one "<unknown>" frame, and a stack cut short gets a
+ * frame at all gets one "<unknown>" frame (file "<unknown>", as the site
+ * the reports give it), and a stack cut short gets a
  * "[stack truncated]" frame as its outermost, so that every byte of the
  * view is in some stack and a cut is visible. Returns the count (>= 1). */
 size_t mt__export_stack(mt_sites_t *sites, uint32_t node, mt_frame_t *frames);

@@ -99,7 +99,7 @@ START_TEST(stack_without_frames_is_unknown)
     /* Node 0 (no stack) first, then node 1: every byte is in a stack. */
     ck_assert_ptr_nonnull(strstr(json, "\"weights\": [7, 100]"));
     ck_assert_ptr_nonnull(strstr(json, "\"endValue\": 107"));
-    ck_assert_ptr_nonnull(strstr(json, "{\"name\": \"<unknown>\"}"));
+    ck_assert_ptr_nonnull(strstr(json, "{\"name\": \"<unknown>\", \"file\": \"<unknown>\"}"));
     free(json);
 
     char *gz = export_text(cap, 1, &len);
@@ -120,6 +120,48 @@ START_TEST(stack_without_frames_is_unknown)
     ck_assert_ptr_nonnull(memmem(out, n, "<unknown>", 9));
     ck_assert_ptr_nonnull(memmem(out, n, "inuse_space", 11));
     free(gz);
+    mt_capture_free(cap);
+    unlink(path);
+    free(path);
+}
+END_TEST
+
+/* A stack deeper than the exports keep: its outermost frames give way to
+ * one "[stack truncated]" frame at the root. */
+START_TEST(deep_stack_is_cut_visibly)
+{
+    char *path;
+    const char *dir = getenv("TMPDIR");
+    ck_assert_int_gt(asprintf(&path, "%s/mt-export-deep-%d.bin",
+                              dir && dir[0] ? dir : "/tmp", (int)getpid()), 0);
+    mt_cb_t *b = mt_cb_begin(path, NULL);
+    uint32_t node = 0;
+    for (int i = 0; i < MT_EXPORT_MAX_STACK + 100; i++)
+        node = mt_cb_node(b, node, 0x401000 + 16 * (uint64_t)i);
+    mt_cb_thread(b, 0, 100, "main");
+    mt_cb_malloc(b, 0, MT_CB_NEXT, 0x10000, 100, node);
+    mt_cb_sync(b, MT_CB_NEXT);
+    mt_cb_trailer(b, 1000000, 1 << 20, MT_CB_NEXT, 0);
+    mt_cb_finish(b);
+    char err[512] = "";
+    mt_capture_t *cap = NULL;
+    ck_assert_msg(mt_capture_load(path, NULL, &cap, err, sizeof err) == 0,
+                  "%s", err);
+    size_t len;
+    char *json = export_text(cap, 0, &len);
+    /* The root-first sample starts with the marker, whose id is 0 (the
+     * first frame seen), and holds MT_EXPORT_MAX_STACK frames. */
+    ck_assert_ptr_nonnull(strstr(json, "{\"name\": \"[stack truncated]\"}"));
+    const char *sample = strstr(json, "\"samples\": [\n");
+    ck_assert_ptr_nonnull(sample);
+    sample = strchr(sample + 12, '[');
+    ck_assert_int_eq(strncmp(sample, "[0, ", 4), 0);
+    size_t commas = 0;
+    for (const char *c = sample; *c != ']'; c++)
+        commas += *c == ',';
+    ck_assert_uint_eq(commas + 1, MT_EXPORT_MAX_STACK);
+    ck_assert_ptr_nonnull(strstr(json, "\"weights\": [100]"));
+    free(json);
     mt_capture_free(cap);
     unlink(path);
     free(path);
@@ -151,6 +193,7 @@ Suite *mt_test_export_suite(void)
     TCase *tc = tcase_create("export");
     tcase_add_test(tc, intern_gives_dense_ids);
     tcase_add_test(tc, stack_without_frames_is_unknown);
+    tcase_add_test(tc, deep_stack_is_cut_visibly);
     tcase_add_test(tc, write_errors_are_reported);
     suite_add_tcase(s, tc);
     return s;
