@@ -21,10 +21,11 @@
 typedef int (*mt_reporter_fn)(FILE *out, mt_capture_t *cap,
                               const mt_report_opts_t *opts);
 
-/* memtrace-KIND-NAME.html in the capture's directory, NAME being the
+/* memtrace-KIND-NAME.EXT in the capture's directory, NAME being the
  * capture's file name without a "memtrace-" start and a ".bin" end (as
  * memray names its pages). Returns a malloc'd path, or NULL. */
-char *mt__default_html(const char *capture, const char *kind)
+char *mt__default_output(const char *capture, const char *kind,
+                         const char *ext)
 {
     const char *slash = strrchr(capture, '/');
     size_t dirlen = slash ? (size_t)(slash - capture) + 1 : 0;
@@ -36,12 +37,18 @@ char *mt__default_html(const char *capture, const char *kind)
     }
     if (len > 4 && strcmp(name + len - 4, ".bin") == 0)
         len -= 4;
-    size_t size = dirlen + len + strlen(kind) + sizeof "memtrace--.html";
+    size_t size = dirlen + len + strlen(kind) + strlen(ext) +
+                  sizeof "memtrace--.";
     char *out = malloc(size);
     if (out)
-        snprintf(out, size, "%.*smemtrace-%s-%.*s.html", (int)dirlen, capture,
-                 kind, (int)len, name);
+        snprintf(out, size, "%.*smemtrace-%s-%.*s.%s", (int)dirlen, capture,
+                 kind, (int)len, name, ext);
     return out;
+}
+
+char *mt__default_html(const char *capture, const char *kind)
+{
+    return mt__default_output(capture, kind, "html");
 }
 
 /* Loads path. Errors and warnings go to stderr as one escaped line each

@@ -160,7 +160,7 @@ static const mt_command_t commands[] = {
      "usage: memtrace rss FILE [--json]\n" LATER},
     {"stages", NULL, "per-stage costs",
      "usage: memtrace stages FILE [--json]\n" LATER},
-    {"export", mt__cmd_export, "the capture as folded stacks or CSV",
+    {"export", mt__cmd_export, "folded stacks, CSV, speedscope or pprof",
      mt__export_help},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
