@@ -1,9 +1,9 @@
 """End-to-end: `memtrace export` as folded stacks, CSV, speedscope and
 pprof, read back with parsers that are not ours where one exists (Python's
 csv, json and gzip modules; protoc with Debian's profile.proto; `go tool
-pprof` when Go is installed; speedscope's own importer and schema run in
-tests/browser/export.test.mjs), each checked site by site against
-`memtrace report`."""
+pprof` when Go is installed; speedscope's own app and schema in
+tests/browser/speedscope.test.mjs and speedscope_schema.test.mjs), each
+checked site by site against `memtrace report`."""
 import csv
 import gzip
 import io
