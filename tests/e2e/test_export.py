@@ -304,6 +304,18 @@ class Export(CaptureTest):
                               "pprof", "-o", "-"], capture_output=True,
                              check=True).stdout
         self.assertEqual(raw[:2], b"\x1f\x8b")
+        # ... but never onto a terminal.
+        import pty
+        master, slave = pty.openpty()
+        try:
+            cp = subprocess.run([MEMTRACE, "export", self.capture, "--format",
+                                 "pprof", "-o", "-"], stdout=slave,
+                                stderr=subprocess.PIPE, text=True, timeout=60)
+        finally:
+            os.close(slave)
+            os.close(master)
+        self.assertEqual(cp.returncode, 2)
+        self.assertIn("binary", cp.stderr)
         # An unreadable capture leaves no export behind.
         bad = self.path("bad.bin")
         with open(bad, "wb") as f:
