@@ -102,8 +102,10 @@ static void export_cannot_write(const char *out, const char *why,
 }
 
 /* Opens out as the capture is opened: never through a planted symlink,
- * and never over an existing file without -f. NULL after the error. */
-static FILE *export_open(const char *out, int force)
+ * and never over an existing file without -f. *regular: out is a regular
+ * file (one that may be removed when writing fails; a device or a FIFO
+ * given with -f is not). NULL after the error. */
+static FILE *export_open(const char *out, int force, int *regular)
 {
     int flags = O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC |
                 (force ? O_TRUNC : O_EXCL);
@@ -114,6 +116,8 @@ static FILE *export_open(const char *out, int force)
                             err == EEXIST ? " (use -f to overwrite)" : "");
         return NULL;
     }
+    struct stat st;
+    *regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     FILE *f = fdopen(fd, "w");
     if (!f) {
         export_cannot_write(out, strerror(errno), "");
@@ -183,7 +187,8 @@ int mt__cmd_export(int argc, char **argv)
         free(def);
         return MT_EXIT_USAGE;
     }
-    FILE *out = dest ? export_open(dest, force) : stdout;
+    int regular = 0;
+    FILE *out = dest ? export_open(dest, force, &regular) : stdout;
     int rc = out ? export_write(out, cap, fmt->name,
                                 leaks ? MT_VIEW_LEAKS : MT_VIEW_PEAK)
                  : MT_EIO;
@@ -191,7 +196,7 @@ int mt__cmd_export(int argc, char **argv)
     if (out && out != stdout && fclose(out) != 0 && rc == 0)
         rc = MT_EIO;
     if (out && rc < 0) {
-        if (dest)
+        if (dest && regular)
             unlink(dest); /* no half-written export under its final name */
         export_cannot_write(dest ? dest : "stdout", mt_strerror(rc), "");
     }

@@ -316,6 +316,16 @@ class Export(CaptureTest):
             os.close(master)
         self.assertEqual(cp.returncode, 2)
         self.assertIn("binary", cp.stderr)
+        # A write error is one line and exit 2; a device given with -f is
+        # left alone (a half-written regular file would be removed).
+        if os.path.exists("/dev/full"):
+            for fmt in ("speedscope", "pprof", "folded"):
+                cp = memtrace("export", self.capture, "--format", fmt, "-f",
+                              "-o", "/dev/full", check=False)
+                self.assertEqual(cp.returncode, 2)
+                self.assertEqual(cp.stderr, "memtrace export: cannot write "
+                                 "/dev/full: input/output error\n")
+                self.assertTrue(os.path.exists("/dev/full"))
         # An unreadable capture leaves no export behind.
         bad = self.path("bad.bin")
         with open(bad, "wb") as f:
