@@ -462,6 +462,43 @@ class Export(CaptureTest):
         _, rows = flat("alloc_objects")
         self.assertEqual((rows["thread_work"], rows["make_small"]), (800, 100))
 
+    def test_python_lines(self):
+        """tests/e2e/py/known.py: its sites at their lines in both formats,
+        with the report's numbers (bytes(n) is one block of n + 33)."""
+        from harness import SOURCE
+        script = os.path.realpath(os.path.join(SOURCE, "tests", "e2e", "py",
+                                               "known.py"))
+        lines = {}
+        with open(script) as f:
+            for n, text in enumerate(f, 1):
+                m = re.search(r"# @([\w-]+)\s*$", text)
+                if m:
+                    lines[m.group(1)] = n
+        capture = self.path("known.bin")
+        cp = memtrace("run", "-q", "-o", capture, script, check=False)
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        peak = report_sites(capture)
+        doc = json.loads(self.export("speedscope", capture=capture))
+        speedscope_check(self, doc)
+        ss = speedscope_sites(doc, 0)
+        self.assertEqual(ss, nonzero(peak, 0))
+        self.assertEqual(ss[("temp", script, lines["temp"])], 50_000_033)
+        self.assertEqual(speedscope_sites(doc, 1)[("leak", script, lines["leak"])],
+                         1000)
+        if not have_protoc():
+            self.skipTest(NO_PROTOC)
+        prof = Pprof(self, self.export("pprof", capture=capture))
+        self.assertEqual(prof.sites("inuse_space"), nonzero(peak, 0))
+        self.assertEqual(prof.sites("inuse_space")[("leak", script, lines["leak"])],
+                         1000 * 1033)
+        self.assertEqual(prof.sites("alloc_objects")[("f", script, lines["f"])], 1)
+        # Python frames belong to no shared object: no mapping.
+        leak = next(s for s in prof.p["sample"]
+                    if prof.frame(prof.locations[s["location_id"][0]]["line"][0])
+                    == ("leak", script, lines["leak"]))
+        self.assertEqual(one(prof.locations[leak["location_id"][0]], "mapping_id"), 0)
+        self.assertEqual(leak["value"], [1000, 1000 * 1033, 1000, 1000 * 1033])
+
     def test_hostile_names(self):
         script = self.path("hostile.py")
         with open(script, "w") as f:
