@@ -82,6 +82,12 @@ typedef struct mt_totals_s {
     int events_lost;              /* the tracer stopped early */
     mt_amount_t by_allocator[MT_ALLOCATOR_COUNT]; /* allocations per kind */
     uint64_t size_histogram[65];  /* [k]: sizes with bit length k (0 -> [0]) */
+    uint64_t temporary_threshold; /* what `temporary` was counted with */
+    /* Aggregate captures (MT_FLAG_AGGREGATE in the header's flags, `memtrace
+     * run --aggregate`) hold no events: every number above and the node
+     * statistics come from the last complete checkpoint. */
+    uint64_t checkpoints;         /* complete checkpoints read (0: none) */
+    uint64_t checkpoint_ns;       /* time of the one used, since start */
 } mt_totals_t;
 
 /* One point of the heap/RSS timeline (one per RSS sampling tick). */
