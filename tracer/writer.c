@@ -548,6 +548,42 @@ static size_t put_section_at(size_t at, unsigned type, uint64_t thread,
     return (size_t)(p + idx_len + len - mt__g.raw);
 }
 
+/* --aggregate, in a fatal-signal handler: the replay allocates, so the
+ * events since the last round stay out, but the totals as of that round
+ * (at most one round old, fresher than the last checkpoint) are written
+ * as one more checkpoint, if it fits in the block buffers as they are. */
+static int emergency_overflow; /* round_lock */
+
+static void emit_emergency(const uint8_t *defs, size_t len)
+{
+    if (!len || emergency_overflow)
+        return;
+    if (raw_len + 1 + MT_VARINT_MAX + len > mt__g.raw_cap) {
+        emergency_overflow = 1;
+        return;
+    }
+    uint8_t *p = mt__put_section_header(mt__g.raw + raw_len, MT_SEC_DEFS, len);
+    memcpy(p, defs, len);
+    raw_len = (size_t)(p + len - mt__g.raw);
+}
+
+static void emergency_checkpoint(void)
+{
+    if (!mt__agg_active_unlocked() || !mt__g.raw || !mt__g.out)
+        return;
+    raw_len = 0; /* no round is under way: round_lock was free */
+    emergency_overflow = 0;
+    mt__agg_checkpoint_unlocked(emit_emergency);
+    if (!emergency_overflow && raw_len &&
+        mt__block_bound(raw_len) <= mt__g.out_cap) {
+        long n = mt__block_compress(mt__g.raw, raw_len, mt__g.out,
+                                    mt__g.out_cap, mt__g.cctx);
+        if (n > 0)
+            write_all(mt__g.out, (size_t)n);
+    }
+    raw_len = 0;
+}
+
 void mt__writer_emergency(void)
 {
     /* Runs in a fatal-signal handler: it takes only locks that are free
@@ -558,8 +594,7 @@ void mt__writer_emergency(void)
     if (mt__g.fd < 0 || mt__g.finished || pthread_mutex_trylock(&mt__g.round_lock))
         return;
     if (mt__g.aggregate) {
-        /* The replay allocates, which a signal handler may not: the
-         * capture ends at its last checkpoint. */
+        emergency_checkpoint();
         pthread_mutex_unlock(&mt__g.round_lock);
         return;
     }

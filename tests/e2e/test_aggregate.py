@@ -178,6 +178,28 @@ class Checkpoints(CaptureTest):
         self.assertEqual(json.loads(cp.stdout)["total_allocations"], 0)
 
 
+class Endings(CaptureTest):
+    def leaks(self, capture):
+        return own(report_json("report", capture, "--leaks", "--top", "1000"),
+                   ["before_crash"])
+
+    def test_underscore_exit_writes_the_last_checkpoint(self):
+        capture, _ = self.record([prog("lifecycle"), "_exit"],
+                                 extra=("--aggregate",), expect_status=7)
+        self.assertEqual(self.leaks(capture), {"before_crash": (5000, 5)})
+        self.assertTrue(report_json("summary", capture)["complete"])
+
+    def test_fatal_signal_writes_a_checkpoint(self):
+        """abort and a segfault 0.4 s after allocating, long before the
+        first checkpoint is due (5 s): the fatal-signal handler writes the
+        totals of the writer's last round as one more checkpoint."""
+        for mode, sig in (("abort", signal.SIGABRT), ("segv", signal.SIGSEGV)):
+            capture, _ = self.record([prog("lifecycle"), mode], name=mode + ".bin",
+                                     extra=("--aggregate",),
+                                     expect_status=128 + sig)
+            self.assertEqual(self.leaks(capture), {"before_crash": (5000, 5)}, mode)
+
+
 class ThreadsAndForks(CaptureTest):
     def test_threads_every_pair(self):
         """8 threads x 200,000 malloc/free pairs, replayed in the tracer."""
