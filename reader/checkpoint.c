@@ -75,9 +75,19 @@ static int agg_begin(mt_loader_t *ld, cur_t *c, uint64_t off)
     }
     if (c->bad)
         return corrupt(ld, "checkpoint record cut short", off);
+    /* What the replay keeps true, and reports may rely on. */
+    if (t->current_bytes > t->peak_bytes ||
+        t->total_frees > t->total_allocations ||
+        t->total_allocations - t->total_frees != t->current_count)
+        return corrupt(ld, "checkpoint totals contradict each other", off);
     ld->agg_open = 1; /* an earlier one left open was cut short: dropped */
     ld->agg_n = 0;
     return 0;
+}
+
+static int within(const mt_amount_t *part, const mt_amount_t *whole)
+{
+    return part->bytes <= whole->bytes && part->count <= whole->count;
 }
 
 static int agg_nodes(mt_loader_t *ld, cur_t *c, uint64_t off)
@@ -94,6 +104,10 @@ static int agg_nodes(mt_loader_t *ld, cur_t *c, uint64_t off)
         st.temporary = get_amount(c);
         if (c->bad)
             return corrupt(ld, "checkpoint node entry cut short", off);
+        if (!within(&st.peak, &st.total) || !within(&st.leaked, &st.total) ||
+            !within(&st.temporary, &st.total))
+            return corrupt(ld, "checkpoint node entry has parts larger than "
+                           "its total", off);
         if ((ld->agg_n && delta == 0) || delta >= ld->cap->node_count ||
             (id += delta) >= ld->cap->node_count)
             return corrupt(ld, "checkpoint names a node that is not defined "

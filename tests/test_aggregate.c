@@ -283,10 +283,12 @@ END_TEST
 
 /* ---- The reader's side --------------------------------------------------- */
 
-static size_t begin_rec(uint8_t *p0, uint64_t id, uint64_t allocations)
+/* AGG_BEGIN: allocations made, live of them. */
+static size_t begin_rec(uint8_t *p0, uint64_t id, uint64_t allocations,
+                        uint64_t live)
 {
     uint8_t *p = p0;
-    const uint64_t fields[] = {id, 10, 500, 1, 300, 3, 0, 100, 1,
+    const uint64_t fields[] = {id, 10, 500, 1, 300, 3, 0, 100, live,
                                allocations, allocations - 1, 0, 400, 4, 1};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
         p = mt__put_varint(p, fields[i]);
@@ -295,12 +297,15 @@ static size_t begin_rec(uint8_t *p0, uint64_t id, uint64_t allocations)
     return (size_t)(p - p0);
 }
 
+/* One AGG_NODES entry: total (bytes, 20), peak (bytes, 2), leaked
+ * (bytes / 2, 3), temporary (1, 16). */
 static size_t nodes_rec(uint8_t *p0, uint64_t first, uint64_t bytes)
 {
     uint8_t *p = p0;
+    const uint64_t a[8] = {bytes, 20, bytes, 2, bytes / 2, 3, 1, 16};
     p = mt__put_varint(p, first);
     for (int i = 0; i < 8; i++)
-        p = mt__put_varint(p, bytes + (uint64_t)i);
+        p = mt__put_varint(p, a[i]);
     return (size_t)(p - p0);
 }
 
@@ -316,7 +321,7 @@ static void end_rec(mt_cb_t *b, uint64_t id, uint64_t entries)
 static void checkpoint(mt_cb_t *b, uint64_t id, uint64_t allocs, int end)
 {
     uint8_t rec[200];
-    mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, id, allocs));
+    mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, id, allocs, 1));
     mt_cb_raw_def(b, MT_DEF_AGG_NODES, rec, nodes_rec(rec, 2, allocs));
     if (end)
         end_rec(b, id, 1);
@@ -394,6 +399,8 @@ START_TEST(bad_checkpoints)
         {"checkpoint nodes without a checkpoint start", 3},
         {"checkpoint record cut short", 4},
         {"checkpoint names a node that is not defined", 5},
+        {"checkpoint totals contradict each other", 6},
+        {"parts larger than its total", 7},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         mt_cb_t *b = agg_capture(path, MT_FLAG_AGGREGATE);
@@ -407,17 +414,30 @@ START_TEST(bad_checkpoints)
             end_rec(b, 1, 2);
             break;
         case 2: /* node 3 of 3 (ids 0..2) */
-            mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, 1, 7));
+            mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, 1, 7, 1));
             mt_cb_raw_def(b, MT_DEF_AGG_NODES, rec, nodes_rec(rec, 3, 1));
             break;
         case 3:
             mt_cb_raw_def(b, MT_DEF_AGG_NODES, rec, nodes_rec(rec, 1, 1));
             break;
         case 4:
-            mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, 1, 7) - 2);
+            mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, 1, 7, 1) - 2);
             break;
+        case 6: /* 7 allocations - 6 frees is not 2 live */
+            mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, 1, 7, 2));
+            break;
+        case 7: { /* leaked over total */
+            mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, 1, 7, 1));
+            uint8_t *p = rec;
+            p = mt__put_varint(p, 1);
+            const uint64_t a[8] = {10, 1, 10, 1, 11, 1, 0, 0};
+            for (int k = 0; k < 8; k++)
+                p = mt__put_varint(p, a[k]);
+            mt_cb_raw_def(b, MT_DEF_AGG_NODES, rec, (size_t)(p - rec));
+            break;
+        }
         case 5: { /* two entries for node 1: ids must increase */
-            mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, 1, 7));
+            mt_cb_raw_def(b, MT_DEF_AGG_BEGIN, rec, begin_rec(rec, 1, 7, 1));
             size_t n = nodes_rec(rec, 1, 1);
             n += nodes_rec(rec + n, 0, 1);
             mt_cb_raw_def(b, MT_DEF_AGG_NODES, rec, n);

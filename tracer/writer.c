@@ -514,7 +514,10 @@ void mt__writer_finish(void)
     p = mt__put_varint(p, mt__now_ns() - mt__g.start_ns);
     p = mt__put_varint(p, peak_rss);
     p = mt__put_varint(p, atomic_load(&mt__g.seq));
-    p = mt__put_varint(p, mt__g.write_error ? MT_TRAILER_EVENTS_LOST : 0);
+    /* With --aggregate, a replay that failed stopped the totals early. */
+    int lost = mt__g.write_error ||
+               (mt__g.aggregate && !mt__agg_active_unlocked());
+    p = mt__put_varint(p, lost ? MT_TRAILER_EVENTS_LOST : 0);
     if (mt__g.aggregate) {
         uint8_t *e = mt__put_def_header(agg_trailer, MT_DEF_TRAILER,
                                         (size_t)(p - rec));

@@ -24,7 +24,9 @@ typedef struct mt_capture_s mt_capture_t;
 /* What to compute. Zero-initialise and set what you need. */
 typedef struct mt_load_opts_s {
     /* An allocation freed before more than this many other allocations were
-     * made is "temporary". 0 means the default, 1. */
+     * made is "temporary". 0 means the default, 1. An aggregate capture
+     * keeps the counts of the threshold it was recorded with, whatever this
+     * says (mt_totals_t.temporary_threshold tells which). */
     uint64_t temporary_threshold;
     /* Print a progress line on stderr for reads longer than a second. */
     int progress;
