@@ -95,7 +95,7 @@ static int run(int aggregate)
     failed |= tot->threads != THREADS;
     failed |= !tot->complete;
     failed |= tot->unmatched_frees != 0;
-    failed |= aggregate && tot->checkpoints < 2;
+    failed |= aggregate && tot->checkpoints < 1;
     mt_capture_free(cap);
     return failed;
 }
