@@ -251,10 +251,10 @@ void mt__agg_checkpoint_unlocked(mt_agg_emit_fn emit)
     agg->last_ns = mt__now_ns();
 }
 
-int mt__agg_checkpoint_due_unlocked(void)
+int mt__agg_checkpoint_due_unlocked(uint64_t slack_ns)
 {
     if (!agg)
         return 0;
     uint64_t every = (uint64_t)mt__g.checkpoint_ms * 1000000ull;
-    return mt__now_ns() - agg->last_ns >= every;
+    return mt__now_ns() - agg->last_ns + slack_ns >= every;
 }

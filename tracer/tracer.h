@@ -204,8 +204,9 @@ int mt__agg_replay_unlocked(mt_buffer_t *const *lists, size_t nlists,
 void mt__agg_samples_unlocked(mt_agg_emit_fn emit);
 /* Emits one whole checkpoint. */
 void mt__agg_checkpoint_unlocked(mt_agg_emit_fn emit);
-/* 1 when the checkpoint interval has passed since the last checkpoint. */
-int mt__agg_checkpoint_due_unlocked(void);
+/* 1 when the checkpoint interval will have passed since the last
+ * checkpoint within slack_ns (the time to the next chance to write one). */
+int mt__agg_checkpoint_due_unlocked(uint64_t slack_ns);
 /* stacks.c: the number of trie nodes so far (ids 1..n). defs_lock. */
 uint32_t mt__stack_count_unlocked(void);
 

@@ -192,7 +192,10 @@ static void aggregate_round(mt_buffer_t *const *lists, uint64_t w,
         mt__agg_replay_unlocked(lists, 2, w, nodes, final) != 0)
         return;
     mt__agg_samples_unlocked(emit_defs);
-    if (final || mt__agg_checkpoint_due_unlocked())
+    /* The next round comes at most MT_ROUND_MS after this one (unless a
+     * replay runs long): checkpointing that much early keeps checkpoints
+     * at most one interval apart. */
+    if (final || mt__agg_checkpoint_due_unlocked(MT_ROUND_MS * 1000000ull))
         mt__agg_checkpoint_unlocked(emit_defs);
 }
 
