@@ -2,7 +2,9 @@
  * interval) it samples RSS; every round (at most MT_ROUND_MS apart, sooner
  * when buffers queue up) it collects every thread's events, the queued full
  * buffers and the new definitions, compresses them into one or more blocks
- * and writes them. So a SIGKILL loses at most one round of events. */
+ * and writes them. So a SIGKILL loses at most one round of events. With
+ * --aggregate (aggregate.c) the events are replayed into totals instead,
+ * and a checkpoint of them is written every checkpoint interval. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4frame.h>
