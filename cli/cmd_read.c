@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "common/format.h"
 #include "memtrace/reader.h"
 #include "memtrace/reporters.h"
 
@@ -73,6 +74,21 @@ mt_capture_t *mt__load_capture(const char *path, uint64_t temporary_threshold)
             fprintf(stderr, ": %s", mt_strerror(rc < 0 ? rc : MT_EINVAL));
         }
         fputc('\n', stderr);
+        mt_capture_free(cap);
+        return NULL;
+    }
+    /* An aggregate capture has no events to count temporary allocations
+     * again: only the threshold the tracer counted with can be shown. */
+    const mt_totals_t *t = mt_capture_totals(cap);
+    if ((mt_capture_header(cap)->flags & MT_FLAG_AGGREGATE) &&
+        temporary_threshold && temporary_threshold != t->temporary_threshold) {
+        fputs("memtrace: ", stderr);
+        mt_fputs_escaped(path, stderr);
+        fprintf(stderr, ": --temporary-allocation-threshold %llu needs the "
+                "events, and this aggregate capture (memtrace run --aggregate) "
+                "has none: its temporary allocations were counted with a "
+                "threshold of %llu\n", (unsigned long long)temporary_threshold,
+                (unsigned long long)t->temporary_threshold);
         mt_capture_free(cap);
         return NULL;
     }

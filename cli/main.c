@@ -30,7 +30,9 @@ static const char summary_help[] =
     "current_bytes, current_allocations, total_allocations, total_frees,\n"
     "unmatched_frees, total_bytes_allocated, duration_s, peak_rss_bytes,\n"
     "threads, native, python_version (or null), complete, events_lost,\n"
-    "warning (or null), top (site entries as in `memtrace report`).\n";
+    "warning (or null), aggregate (recorded with --aggregate), checkpoint_s\n"
+    "(the time of the checkpoint an aggregate capture's numbers come from, or\n"
+    "null), top (site entries as in `memtrace report`).\n";
 
 static const char report_help[] =
     "usage: memtrace report FILE [--top N] [--leaks | --all-allocations |\n"

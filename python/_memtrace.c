@@ -200,22 +200,26 @@ static PyObject *py_attach(PyObject *self, PyObject *args, PyObject *kw)
 
 PyDoc_STRVAR(start_doc,
 "start(preload, path, native=False, pyalloc=False, follow_fork=False,\n"
-"      force=False, quiet=True, rss_interval_ms=0)\n--\n\n"
+"      force=False, quiet=True, rss_interval_ms=0, aggregate=False,\n"
+"      checkpoint_ms=0)\n--\n\n"
 "Load the tracer (preload: its path) unless present, start writing the\n"
-"capture path and attach the frame walker. Raises FileExistsError when\n"
+"capture path and attach the frame walker (aggregate: per-stack totals\n"
+"checkpointed every checkpoint_ms, 0: 5000). Raises FileExistsError when\n"
 "path exists and force is false, RuntimeError when already tracing.");
 
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"preload", "path", "native", "pyalloc", "follow_fork",
-                            "force", "quiet", "rss_interval_ms", NULL};
+                            "force", "quiet", "rss_interval_ms", "aggregate",
+                            "checkpoint_ms", NULL};
     const char *preload, *path;
     int native = 0, pyalloc = 0, follow_fork = 0, force = 0, quiet = 1;
-    unsigned int rss = 0;
+    int aggregate = 0;
+    unsigned int rss = 0, checkpoint = 0;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|pppppI:start", names, &preload, &path,
-                                     &native, &pyalloc, &follow_fork, &force, &quiet,
-                                     &rss))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|pppppIpI:start", names, &preload,
+                                     &path, &native, &pyalloc, &follow_fork, &force,
+                                     &quiet, &rss, &aggregate, &checkpoint))
         return NULL;
     if (session != SESSION_IDLE)
         return PyErr_Format(PyExc_RuntimeError, "memtrace is already tracing this process");
@@ -229,7 +233,8 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
                             "memtrace is already tracing this process "
                             "(started by `memtrace run`?)");
     mt_tracer_opts_t opts = {.rss_interval_ms = rss, .follow_fork = follow_fork,
-                             .force = force, .quiet = quiet};
+                             .force = force, .quiet = quiet,
+                             .aggregate = aggregate, .checkpoint_ms = checkpoint};
     int rc;
     session = SESSION_BUSY;
     Py_BEGIN_ALLOW_THREADS
