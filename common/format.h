@@ -67,7 +67,18 @@ enum mt_def_type {
                                  Python frames follow */
     MT_DEF_PYCODE = 10,       /* varint id, str qualified name, str file,
                                  varint first line */
+    MT_DEF_STAGE = 11,        /* varint kind (MT_STAGE_*), varint seq, varint
+                                 thread, varint ns since start, varint process
+                                 CPU ns, varint thread CPU ns, varint rss,
+                                 varint name id, str name (only where the id
+                                 is first used in the file, else empty) */
 };
+
+/* STAGE record kinds. */
+#define MT_STAGE_ENTER 1u
+#define MT_STAGE_LEAVE 2u
+/* Longest stage name a writer writes (longer names are cut). */
+#define MT_STAGE_NAME_MAX 255
 
 /* PYTHON record flags. */
 #define MT_PYTHON_FLAG_NATIVE 0x1u /* stacks merge native and Python frames */

@@ -246,12 +246,15 @@ static void do_round(int final)
     flush_block();
 }
 
-static void sample_rss(void)
+uint64_t mt__rss_bytes(void)
 {
+    /* statm_fd is opened before tracing starts and never closed, so any
+     * thread may pread it (pread moves no shared file offset). */
     char buf[128];
     uint64_t rss = 0;
-    if (mt__g.statm_fd >= 0) {
-        ssize_t n = pread(mt__g.statm_fd, buf, sizeof buf - 1, 0);
+    int fd = mt__g.statm_fd;
+    if (fd >= 0) {
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
         if (n > 0) {
             buf[n] = 0;
             const char *p = strchr(buf, ' ');
@@ -259,6 +262,12 @@ static void sample_rss(void)
                 rss = strtoull(p + 1, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE);
         }
     }
+    return rss;
+}
+
+static void sample_rss(void)
+{
+    uint64_t rss = mt__rss_bytes();
     uint8_t rec[3 * MT_VARINT_MAX], *p = rec;
     p = mt__put_varint(p, atomic_load_explicit(&mt__g.seq, memory_order_seq_cst) + 1);
     p = mt__put_varint(p, mt__now_ns() - mt__g.start_ns);
