@@ -133,6 +133,7 @@ typedef struct mt_loader_s {
     mt_idmap_t threads;
 
     /* stages (stages.c) */
+    int stages_on;         /* a STAGE record was read: account per thread */
     mt_idmap_t tslots;     /* thread index -> index into tstates */
     mt_tstate_t *tstates;
     size_t ntstates, tstates_cap;

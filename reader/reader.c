@@ -574,6 +574,7 @@ static int def_stage(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
     tk.thread = (uint32_t)thread;
     tk.name = (uint32_t)id;
     ld->cap->stage_totals.records++;
+    ld->stages_on = 1;
     return mt__replay_add_stage(ld, &tk);
 }
 

@@ -561,12 +561,16 @@ static inline int apply_event(mt_loader_t *ld, const mt_run_t *r,
     }
     if (rc)
         return rc;
-    /* For stages: what each thread allocated, the heap's high point. */
-    mt_tstate_t *ts = &ld->tstates[r->tslot];
-    ts->bytes += t->total_bytes_allocated - bytes0;
-    ts->count += t->total_allocations - count0;
-    if (t->current_bytes > ld->stage_hwm)
-        ld->stage_hwm = t->current_bytes;
+    /* For stages (once a STAGE record was read; only differences between
+     * a stage's enter and leave matter): what each thread allocated, the
+     * heap's high point. */
+    if (__builtin_expect(ld->stages_on, 0)) {
+        mt_tstate_t *ts = &ld->tstates[r->tslot];
+        ts->bytes += t->total_bytes_allocated - bytes0;
+        ts->count += t->total_allocations - count0;
+        if (t->current_bytes > ld->stage_hwm)
+            ld->stage_hwm = t->current_bytes;
+    }
     if (t->current_bytes > t->peak_bytes)
         new_peak(ld, ev->seq);
     return 0;
