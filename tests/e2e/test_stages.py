@@ -93,10 +93,27 @@ class CStages(CaptureTest):
         self.assertEqual(rows["lone"]["bytes_allocated"], 777)
         self.assertIn("had no open stage", rep["warning"])
 
+    def test_follow_fork_child_defines_names_again(self):
+        out, _ = self.record([prog("stages"), "fork"], name="f.bin",
+                             extra=("-q", "--follow-fork"))
+        _, rows = stages(out)
+        self.assertEqual(list(rows), ["shared", "parent"])
+        self.assertEqual(rows["shared"]["bytes_allocated"], 1000)
+        self.assertEqual(rows["parent"]["bytes_allocated"], 3000)
+        children = [f for f in os.listdir(self.tmp) if f.startswith("f.bin.")]
+        self.assertEqual(len(children), 1, os.listdir(self.tmp))
+        rep, rows = stages(self.path(children[0]))
+        # "shared" was interned by the parent: the child's capture names it
+        # anew; the parent's open "parent" is not in the child's capture.
+        self.assertEqual(list(rows), ["shared"])
+        self.assertEqual((rows["shared"]["calls"], rows["shared"]["bytes_allocated"]),
+                         (1, 5000))
+        self.assertEqual(rep["unclosed"] + rep["unmatched_leaves"], 0)
+
     def test_without_tracer(self):
         """No memtrace in the process: the weak references are NULL and the
         stages do nothing."""
-        for mode in ("basic", "threads", "unbalanced"):
+        for mode in ("basic", "threads", "unbalanced", "fork"):
             cp = subprocess.run([prog("stages"), mode], capture_output=True,
                                 text=True, timeout=60)
             self.assertEqual((cp.returncode, cp.stdout, cp.stderr),

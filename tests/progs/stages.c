@@ -8,6 +8,9 @@
  *              main is inside "main"
  *   exit       outer { inner { 4096 kept; exit(3) } }
  *   unbalanced a leave with nothing open, then lone { 777 kept }
+ *   fork       shared { 1000 kept }; parent { fork: the child runs
+ *              shared { 5000 kept } and exits; 3000 kept } (with
+ *              --follow-fork the child's capture defines "shared" again)
  * Prints nothing inside stages (stdio allocates). */
 #include <pthread.h>
 #include <stdio.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "memtrace/tracer.h"
@@ -67,6 +71,24 @@ static void threads(void)
     mt_stage_leave();
 }
 
+static void forks(void)
+{
+    mt_stage_enter("shared");
+    sink[40] = malloc(1000);
+    mt_stage_leave();
+    mt_stage_enter("parent");
+    pid_t pid = fork();
+    if (pid == 0) {
+        mt_stage_enter("shared");
+        sink[41] = malloc(5000);
+        mt_stage_leave();
+        exit(0);
+    }
+    sink[42] = malloc(3000);
+    waitpid(pid, NULL, 0);
+    mt_stage_leave();
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "basic";
@@ -79,6 +101,8 @@ int main(int argc, char **argv)
         mt_stage_enter("inner");
         sink[30] = malloc(4096);
         exit(3);
+    } else if (strcmp(mode, "fork") == 0) {
+        forks();
     } else if (strcmp(mode, "unbalanced") == 0) {
         mt_stage_leave();
         mt_stage_enter("lone");
