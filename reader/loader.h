@@ -144,6 +144,8 @@ typedef struct mt_loader_s {
     char **stage_name_strs;
     size_t nstage_names, stage_names_cap;
     mt_idmap_t stage_rows; /* (parent row + 1) << 32 | name id -> row */
+    size_t stage_row_bytes; /* bytes of the rows' names */
+    int stage_rows_capped; /* rows stopped at MT_STAGE_ROW_BYTES */
     uint64_t last_cpu;     /* process CPU ns at the latest STAGE record */
     uint64_t last_ns, last_rss; /* latest time and RSS of any record */
 

@@ -20,6 +20,11 @@
 #define MT_NO_ROW UINT32_MAX
 /* untraced_growth: RSS grew by at least this much... */
 #define MT_UNTRACED_MIN (1u << 20)
+/* Hostile-input caps: a leaf name is cut after MT_STAGE_NAME_CAP bytes
+ * (writers write at most 255), and rows stop being made once their dotted
+ * names take MT_STAGE_ROW_BYTES in all (stages past it have no row). */
+#define MT_STAGE_NAME_CAP 1024
+#define MT_STAGE_ROW_BYTES (64u << 20)
 
 static int oom(mt_loader_t *ld)
 {
@@ -48,6 +53,8 @@ int mt__tstate_slot(mt_loader_t *ld, uint32_t thread, uint32_t *slot)
 int mt__stage_define(mt_loader_t *ld, uint32_t id, const uint8_t *name,
                      size_t len)
 {
+    if (len > MT_STAGE_NAME_CAP)
+        len = MT_STAGE_NAME_CAP;
     char *s = malloc(len + 1);
     if (!s)
         return oom(ld);
@@ -95,6 +102,14 @@ static int stage_row(mt_loader_t *ld, uint32_t parent, uint32_t id,
         snprintf(unknown, sizeof unknown, "#%u", id);
     const char *prefix = parent == MT_NO_ROW ? NULL : cap->stages[parent].name;
     size_t pl = prefix ? strlen(prefix) + 1 : 0, ll = strlen(leaf);
+    if (ld->stage_row_bytes + pl + ll + 1 > MT_STAGE_ROW_BYTES) {
+        if (!ld->stage_rows_capped++)
+            mt__load_warn(ld, "more stage names than %u MiB of them: later "
+                          "ones are left out", MT_STAGE_ROW_BYTES >> 20);
+        *row = MT_NO_ROW;
+        return 0;
+    }
+    ld->stage_row_bytes += pl + ll + 1;
     char *name = malloc(pl + ll + 1);
     if (!name)
         return oom(ld);
@@ -187,8 +202,9 @@ static int push_open(mt_loader_t *ld, uint32_t slot, const mt_tick_t *tk)
 {
     mt_tstate_t *ts = &ld->tstates[slot];
     uint32_t row = MT_NO_ROW;
-    if (ts->nopen < MT_STAGE_MAX_DEPTH) {
-        uint32_t parent = ts->nopen ? ts->open[ts->nopen - 1].row : MT_NO_ROW;
+    uint32_t parent = ts->nopen ? ts->open[ts->nopen - 1].row : MT_NO_ROW;
+    /* Inside a stage without a row (too deep, or past the cap), none. */
+    if (ts->nopen < MT_STAGE_MAX_DEPTH && (!ts->nopen || parent != MT_NO_ROW)) {
         int rc = stage_row(ld, parent, tk->name, &row);
         if (rc)
             return rc;

@@ -4,6 +4,7 @@
  * seq, rows per dotted name with exact numbers, unbalanced and corrupt
  * records), and a round trip from the tracer's records through the reader. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,6 +263,38 @@ START_TEST(kinds_and_corrupt_records)
 }
 END_TEST
 
+/* A staged function recursing 70 deep: rows for the first 64 levels only;
+ * a name longer than any writer writes is cut at 1024 bytes. */
+START_TEST(deep_recursion_capped)
+{
+    const char *path = tpath("deep");
+    mt_cb_t *b = mt_cb_begin(path, NULL);
+    static char longname[3000];
+    memset(longname, 'x', sizeof longname - 1);
+    enter(b, 0, 1, 1, 2, longname);
+    leave(b, 0, 1, 2, 0);
+    for (int i = 0; i < 70; i++)
+        enter(b, 0, 1, 10, 1, i ? NULL : "r");
+    for (int i = 0; i < 70; i++)
+        leave(b, 0, 1, 20, 1);
+    mt_cb_trailer(b, 30, 0, 0, 0);
+    mt_cb_finish(b);
+    mt_capture_t *cap = load_ok(path);
+    ck_assert_ptr_null(mt_capture_warning(cap));
+    ck_assert_uint_eq(mt_capture_stage_count(cap), 1 + 64);
+    const mt_stage_t *s = mt_capture_stages(cap);
+    ck_assert_uint_eq(strlen(s[0].name), 1024);
+    ck_assert_str_eq(s[1].name, "r");
+    ck_assert_str_eq(s[2].name, "r.r");
+    ck_assert_uint_eq(s[64].depth, 63);
+    ck_assert_uint_eq(strlen(s[64].name), 64 * 2 - 1);
+    for (int i = 1; i <= 64; i++)
+        ck_assert_uint_eq(s[i].calls, 1);
+    mt_capture_free(cap);
+    unlink(path);
+}
+END_TEST
+
 /* ---- The tracer's records ------------------------------------------------ */
 
 /* Type and payload of each definition record in the defs buffer. */
@@ -279,9 +312,18 @@ static int next_def(const uint8_t **p, const uint8_t *end, unsigned *type,
     return 1;
 }
 
-START_TEST(tracer_writes_stage_records)
+/* The tracer's state as the preload library's constructor leaves it, as
+ * far as stages need it: the thread key (the registering thread stores its
+ * state under it; key 0 would be someone else's). */
+static void tracer_setup(void)
 {
     mt__bootstrap();
+    ck_assert_int_eq(pthread_key_create(&mt__g.thread_key, NULL), 0);
+}
+
+START_TEST(tracer_writes_stage_records)
+{
+    tracer_setup();
     mt__g.defs_len = 0;
     mt__g.start_ns = mt__now_ns() - 1000;
     atomic_store(&mt__g.active, 0);
@@ -339,7 +381,7 @@ END_TEST
 /* What the tracer writes, read back: the round trip. */
 START_TEST(tracer_records_read_back)
 {
-    mt__bootstrap();
+    tracer_setup();
     mt__g.defs_len = 0;
     mt__g.start_ns = mt__now_ns();
     atomic_store(&mt__g.active, 1);
@@ -383,6 +425,7 @@ Suite *mt_test_stages_suite(void)
     tcase_add_test(tc, unbalanced_is_closed_and_said);
     tcase_add_test(tc, untraced_growth_flag);
     tcase_add_test(tc, kinds_and_corrupt_records);
+    tcase_add_test(tc, deep_recursion_capped);
     tcase_add_test(tc, tracer_writes_stage_records);
     tcase_add_test(tc, tracer_records_read_back);
     suite_add_tcase(s, tc);
