@@ -2,11 +2,14 @@
  * running in the traced process: the CPython extension attaches its frame
  * walker here, and a program (or the extension's Tracker) can start and
  * stop tracing at run time in a process that was not started by
- * `memtrace run`. These are the only symbols the library exports besides
- * the allocation functions it interposes.
+ * `memtrace run`; and any program can mark named stages (at the end).
+ * These are the only symbols the library exports besides the allocation
+ * functions it interposes.
  *
  * Look the functions up with dlsym(RTLD_DEFAULT, ...) when the library was
- * preloaded, or dlopen() it first. All functions are thread-safe. */
+ * preloaded, or dlopen() it first; the stage functions alone are also
+ * reached through weak references by mt_stage_enter/mt_stage_leave. All
+ * functions are thread-safe. */
 #ifndef MEMTRACE_TRACER_H
 #define MEMTRACE_TRACER_H
 
