@@ -74,6 +74,33 @@ class CStages(CaptureTest):
                           w["depth"]),
                          (4, 10000 * (1 + 2 + 3 + 4), 4, 0))
 
+    def test_threads_at_once(self):
+        """8 threads entering and leaving at the same time, allocating
+        inside: every call counted, every byte on its thread."""
+        rep, rows = stages(self.run_mode("stress"))
+        self.assertEqual(list(rows), ["stress"])
+        s = rows["stress"]
+        self.assertEqual((s["calls"], s["bytes_allocated"], s["allocations"]),
+                         (16000, 1600000, 16000))
+        self.assertEqual((rep["warning"], rep["unclosed"], rep["unmatched_leaves"],
+                          rep["mismatched_leaves"]), (None, 0, 0, 0))
+
+    def test_stages_from_a_signal_handler(self):
+        """A timer's handler marks stages while the program allocates: the
+        ones that interrupt the tracer itself are dropped whole, the rest
+        nest in the interrupted stage; nothing deadlocks or breaks."""
+        out = self.run_mode("signals")
+        rep, rows = stages(out)
+        # "sig" alone: the timer fired before "loop" began or after it ended.
+        self.assertTrue(set(rows) <= {"sig", "loop", "loop.sig"}, rows)
+        loop = rows["loop"]
+        self.assertEqual((loop["calls"], loop["bytes_allocated"], loop["allocations"]),
+                         (1, 100000 * 64, 100000))
+        for name in ("sig", "loop.sig"):
+            self.assertEqual(rows.get(name, {}).get("bytes_allocated", 0), 0)
+        self.assertEqual((rep["warning"], rep["unclosed"], rep["unmatched_leaves"],
+                          rep["mismatched_leaves"]), (None, 0, 0, 0))
+
     def test_exit_inside_stage(self):
         rep, rows = stages(self.run_mode("exit", status=3))
         self.assertEqual(list(rows), ["outer", "outer.inner"])

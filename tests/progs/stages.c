@@ -8,6 +8,10 @@
  *              main is inside "main"
  *   exit       outer { inner { 4096 kept; exit(3) } }
  *   unbalanced a leave with nothing open, then lone { 777 kept }
+ *   stress     8 threads x 2000 x stress { 100 freed }, all at once
+ *   signals    loop { 100000 x 64 freed } while a 50 us interval timer's
+ *              handler enters and leaves "sig" (recorded unless it
+ *              interrupted the tracer itself)
  *   fork       shared { 1000 kept }; parent { fork: the child runs
  *              shared { 5000 kept } and exits; 3000 kept } (with
  *              --follow-fork the child's capture defines "shared" again)
@@ -17,7 +21,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,6 +95,52 @@ static void forks(void)
     mt_stage_leave();
 }
 
+static void *stress_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 2000; i++) {
+        mt_stage_enter("stress");
+        void *volatile p = malloc(100);
+        free(p);
+        mt_stage_leave();
+    }
+    return NULL;
+}
+
+static void stress(void)
+{
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++)
+        pthread_create(&t[i], NULL, stress_thread, NULL);
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+}
+
+static volatile sig_atomic_t ticks;
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    mt_stage_enter("sig");
+    mt_stage_leave();
+    ticks++;
+}
+
+static void signals(void)
+{
+    signal(SIGALRM, on_alarm);
+    struct itimerval it = {{0, 50}, {0, 50}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    mt_stage_enter("loop");
+    for (int i = 0; i < 100000; i++) {
+        void *volatile p = malloc(64);
+        free(p);
+    }
+    mt_stage_leave();
+    struct itimerval off = {{0, 0}, {0, 0}};
+    setitimer(ITIMER_REAL, &off, NULL);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "basic";
@@ -101,6 +153,11 @@ int main(int argc, char **argv)
         mt_stage_enter("inner");
         sink[30] = malloc(4096);
         exit(3);
+    } else if (strcmp(mode, "stress") == 0) {
+        stress();
+    } else if (strcmp(mode, "signals") == 0) {
+        signals();
+        printf("ticks %s\n", ticks ? "some" : "none");
     } else if (strcmp(mode, "fork") == 0) {
         forks();
     } else if (strcmp(mode, "unbalanced") == 0) {
