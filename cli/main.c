@@ -140,6 +140,41 @@ static const char table_help[] =
     "[{function, file, line, module, inlined}...], stack_truncated}]\n"
     "(largest first; stack innermost first).\n";
 
+static const char stages_help[] =
+    "usage: memtrace stages FILE [--json]\n"
+    "\n"
+    "What each named stage of the program cost, one row per stage name with\n"
+    "all its calls summed. Mark stages in Python with\n"
+    "    with memtrace.stage(\"extract\"):      (or @memtrace.stage(\"extract\"))\n"
+    "and in C with mt_stage_enter(\"extract\") ... mt_stage_leave() from\n"
+    "<memtrace/tracer.h> (no linking needed). Stages nest per thread: a stage\n"
+    "entered inside another is the row \"outer.inner\", and a stage's numbers\n"
+    "include those of the stages inside it.\n"
+    "\n"
+    "Columns: calls; wall seconds, total and the longest call; process CPU\n"
+    "seconds (all threads; wall much above CPU means waiting); bytes\n"
+    "allocated by the stage's own thread; net change of the traced heap; the\n"
+    "traced heap's highest point during any call; net change of RSS. A stage\n"
+    "whose RSS grew (by 1 MiB or more) more than twice as much as its traced\n"
+    "heap is flagged with '!': memory the hooks do not see (native\n"
+    "allocations outside them, allocator fragmentation, pages touched).\n"
+    "RSS includes memtrace's own buffers, which can add about 9 MiB to the\n"
+    "first busy stage (more while a program allocates faster than the\n"
+    "capture is written). Stages still open when\n"
+    "the capture ended (the program exited inside them) are closed at the\n"
+    "end and marked (unclosed).\n"
+    "\n"
+    "options:\n"
+    "  --json     machine-readable output\n"
+    "\n"
+    "JSON fields: capture, duration_s, complete, warning (or null),\n"
+    "stage_records, unclosed, unmatched_leaves, mismatched_leaves, stages:\n"
+    "[{stage, depth, calls, wall_s, wall_max_s, cpu_s, thread_cpu_s,\n"
+    "bytes_allocated, allocations, heap_delta_bytes, heap_peak_bytes,\n"
+    "heap_peak_rise_bytes (the most the heap rose above its size at a call's\n"
+    "start), rss_delta_bytes, unclosed, untraced_growth}] in the order the\n"
+    "stages were first entered.\n";
+
 #define LATER "\n(Not available in this version yet.)\n"
 
 static const mt_command_t commands[] = {
@@ -160,8 +195,8 @@ static const mt_command_t commands[] = {
      mt__diff_help},
     {"rss", NULL, "RSS reconciliation",
      "usage: memtrace rss FILE [--json]\n" LATER},
-    {"stages", NULL, "per-stage costs",
-     "usage: memtrace stages FILE [--json]\n" LATER},
+    {"stages", mt__cmd_stages, "per-stage costs: time, CPU, allocations, "
+     "heap, RSS", stages_help},
     {"export", mt__cmd_export, "folded stacks, CSV, speedscope or pprof",
      mt__export_help},
 };

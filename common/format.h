@@ -69,6 +69,11 @@ enum mt_def_type {
                                  Python frames follow */
     MT_DEF_PYCODE = 10,       /* varint id, str qualified name, str file,
                                  varint first line */
+    MT_DEF_STAGE = 11,        /* varint kind (MT_STAGE_*), varint seq, varint
+                                 thread, varint ns since start, varint process
+                                 CPU ns, varint thread CPU ns, varint rss,
+                                 varint name id, str name (only where the id
+                                 is first used in the file, else empty) */
     /* Aggregate captures (MT_FLAG_AGGREGATE): a checkpoint is one AGG_BEGIN,
      * AGG_NODES records, one AGG_END; docs/FORMAT.md has the fields. */
     MT_DEF_AGG_BEGIN = 13,    /* varint id, then the whole-run totals */
@@ -76,6 +81,12 @@ enum mt_def_type {
     MT_DEF_AGG_END = 15,      /* varint id, varint node entries */
     MT_DEF_AGG_SAMPLE = 16,   /* varint ns, varint heap, varint rss */
 };
+
+/* STAGE record kinds. */
+#define MT_STAGE_ENTER 1u
+#define MT_STAGE_LEAVE 2u
+/* Longest stage name a writer writes (longer names are cut). */
+#define MT_STAGE_NAME_MAX 255
 
 /* PYTHON record flags. */
 #define MT_PYTHON_FLAG_NATIVE 0x1u /* stacks merge native and Python frames */

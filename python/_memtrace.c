@@ -22,6 +22,10 @@ static struct {
                       mt_pymem_allocator_t *wrapped);
     int (*start)(const char *path, const mt_tracer_opts_t *opts);
     int (*stop)(void);
+    /* Stages: looked up at import when the tracer is preloaded, else when a
+     * Tracker loads it; NULL (stages do nothing) until then. */
+    int (*stage_enter)(const char *name);
+    int (*stage_leave)(const char *name);
 } tracer;
 
 /* The walker's callbacks; filled at import, then read by the tracer from
@@ -75,6 +79,8 @@ static int resolve_tracer(const char *preload)
     tracer.stop = (int (*)(void))dlsym(h, "mt_tracer_stop");
     tracer.attach = (int (*)(const mt_python_ops_t *, unsigned))dlsym(
         h, "mt_tracer_python_attach");
+    tracer.stage_enter = (int (*)(const char *))dlsym(h, "mt_tracer_stage_enter");
+    tracer.stage_leave = (int (*)(const char *))dlsym(h, "mt_tracer_stage_leave");
     if (!tracer.attach || !tracer.active) {
         tracer.attach = NULL;
         PyErr_SetString(PyExc_RuntimeError,
@@ -355,7 +361,52 @@ static PyObject *py_stack(PyObject *self, PyObject *unused)
     return list;
 }
 
+/* The stage's name as UTF-8 for the tracer, or NULL with an exception. */
+static const char *stage_name(PyObject *name)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_TypeError, "a stage name must be a str");
+        return NULL;
+    }
+    return PyUnicode_AsUTF8(name); /* cached in the str object */
+}
+
+PyDoc_STRVAR(stage_enter_doc,
+"stage_enter(name)\n--\n\n"
+"Enters the stage name on the calling thread (memtrace.stage does it).\n"
+"Returns True when the tracer recorded it, False when nothing is traced.");
+
+static PyObject *py_stage_enter(PyObject *self, PyObject *name)
+{
+    (void)self;
+    /* Without a tracer this is the whole cost of a stage: one test. */
+    if (!tracer.stage_enter)
+        Py_RETURN_FALSE;
+    const char *s = stage_name(name);
+    if (!s)
+        return NULL;
+    return PyBool_FromLong(tracer.stage_enter(s) > 0);
+}
+
+PyDoc_STRVAR(stage_leave_doc,
+"stage_leave(name)\n--\n\n"
+"Leaves the innermost stage of the calling thread, which should be name.\n"
+"Returns True when the tracer recorded it, False when nothing is traced.");
+
+static PyObject *py_stage_leave(PyObject *self, PyObject *name)
+{
+    (void)self;
+    if (!tracer.stage_leave)
+        Py_RETURN_FALSE;
+    const char *s = stage_name(name);
+    if (!s)
+        return NULL;
+    return PyBool_FromLong(tracer.stage_leave(s) > 0);
+}
+
 static PyMethodDef methods[] = {
+    {"stage_enter", py_stage_enter, METH_O, stage_enter_doc},
+    {"stage_leave", py_stage_leave, METH_O, stage_leave_doc},
     {"attach", (PyCFunction)(void (*)(void))py_attach, METH_VARARGS | METH_KEYWORDS,
      attach_doc},
     {"start", (PyCFunction)(void (*)(void))py_start, METH_VARARGS | METH_KEYWORDS,
@@ -380,6 +431,9 @@ __attribute__((visibility("default"))) PyMODINIT_FUNC PyInit__memtrace(void);
 PyMODINIT_FUNC PyInit__memtrace(void)
 {
     mt__py_ops_init(&ops);
+    /* Preloaded by `memtrace run`: stages work from the first one on. */
+    tracer.stage_enter = (int (*)(const char *))dlsym(RTLD_DEFAULT, "mt_tracer_stage_enter");
+    tracer.stage_leave = (int (*)(const char *))dlsym(RTLD_DEFAULT, "mt_tracer_stage_leave");
     PyObject *m = PyModule_Create(&module);
     if (!m)
         return NULL;

@@ -40,6 +40,11 @@ struct mt_capture_s {
     size_t pycode_count, pycode_cap; /* ids 1..pycode_count are defined */
     char *python_version;            /* owned; header.python_version */
 
+    /* Stages (stages.c): rows, each name malloc'd, owned. */
+    mt_stage_t *stages;
+    size_t stage_count, stage_cap;
+    mt_stage_totals_t stage_totals;
+
     mt_symbolizer_t *symbolizer; /* created on first mt_capture_frames() */
 };
 

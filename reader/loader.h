@@ -50,6 +50,7 @@ typedef struct mt_run_s {
     size_t own_len;
     int started;           /* an event was decoded already */
     uint32_t thread;
+    uint32_t tslot;        /* its thread's mt_tstate_t */
     mt_event_state_t st;
     uint64_t key;          /* seq of q[qh], the next event to process */
     unsigned qh, qn;       /* lookahead queue: head, length */
@@ -58,10 +59,30 @@ typedef struct mt_run_s {
     mt_event_t q[MT_RUN_AHEAD];
 } mt_run_t;
 
-/* A TICK waiting for its place in the seq order; order breaks ties. */
+/* A TICK or STAGE record waiting for its place in the seq order; order
+ * (the definition stream's) breaks ties. kind 0 is a tick, else
+ * MT_STAGE_ENTER or MT_STAGE_LEAVE with the stage's fields. */
 typedef struct mt_tick_s {
     uint64_t seq, order, ns, rss;
+    uint64_t cpu, tcpu;
+    uint32_t kind, thread, name;
 } mt_tick_t;
+
+/* A stage open on a thread: where it started (stages.c). */
+typedef struct mt_stage_open_s {
+    uint32_t row, name;
+    uint64_t ns, cpu, tcpu, rss, heap, peak, bytes, count;
+} mt_stage_open_t;
+
+/* Per thread index (slot via mt_loader_t.tslots): what it allocated so far
+ * and its open stages, innermost last. */
+typedef struct mt_tstate_s {
+    uint64_t bytes, count;     /* allocated by the thread so far */
+    uint64_t tcpu;             /* its CPU ns at its last stage record */
+    mt_stage_open_t *open;
+    size_t nopen, open_cap;
+    size_t active_pos;         /* its index in stage_active while nopen */
+} mt_tstate_t;
 
 /* An open-addressing map from a 64-bit key to a 32-bit value (module ids,
  * thread indexes). */
@@ -111,6 +132,23 @@ typedef struct mt_loader_s {
     uint64_t last_tick_ns, max_tick_ns, max_tick_rss;
     mt_idmap_t threads;
 
+    /* stages (stages.c) */
+    int stages_on;         /* a STAGE record was read: account per thread */
+    mt_idmap_t tslots;     /* thread index -> index into tstates */
+    mt_tstate_t *tstates;
+    size_t ntstates, tstates_cap;
+    uint32_t *stage_active; /* tstates with open stages */
+    size_t nactive, active_cap;
+    uint64_t stage_hwm;    /* highest traced heap since the last STAGE */
+    mt_idmap_t stage_names; /* name id -> index into stage_name_strs */
+    char **stage_name_strs;
+    size_t nstage_names, stage_names_cap;
+    mt_idmap_t stage_rows; /* (parent row + 1) << 32 | name id -> row */
+    size_t stage_row_bytes; /* bytes of the rows' names */
+    int stage_rows_capped; /* rows stopped at MT_STAGE_ROW_BYTES */
+    uint64_t last_cpu;     /* process CPU ns at the latest STAGE record */
+    uint64_t last_ns, last_rss; /* latest time and RSS of any record */
+
     /* definitions */
     uint64_t prev_ip;
     mt_idmap_t module_ids; /* tracer id -> module index (UINT32_MAX: gone) */
@@ -154,6 +192,8 @@ int mt__replay_add_run(mt_loader_t *ld, uint32_t thread, const uint8_t *p,
 /* Queues a tick. */
 int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
                         uint64_t rss);
+/* Queues a STAGE record (tk.seq... filled but order). */
+int mt__replay_add_stage(mt_loader_t *ld, const mt_tick_t *tk);
 /* Processes, in seq order, pending events with seq < w and ticks with
  * seq <= w; everything when final. */
 int mt__replay_until(mt_loader_t *ld, uint64_t w, int final);
@@ -166,6 +206,18 @@ int mt__replay_end_block(mt_loader_t *ld);
 int mt__checkpoint_record(mt_loader_t *ld, unsigned type, const uint8_t *p,
                           const uint8_t *end, uint64_t off);
 void mt__checkpoint_free(mt_loader_t *ld);
+/* stages.c */
+/* The slot of thread's mt_tstate_t in *slot, creating it. 0 or error. */
+int mt__tstate_slot(mt_loader_t *ld, uint32_t thread, uint32_t *slot);
+/* A STAGE record's definition-stream part: a name it defines. */
+int mt__stage_define(mt_loader_t *ld, uint32_t id, const uint8_t *name,
+                     size_t len);
+/* Applies a STAGE record at its place in the event order. */
+int mt__stage_apply(mt_loader_t *ld, const mt_tick_t *tk);
+/* Closes the stages still open at the end of the capture, computes the
+ * flags and says what was unbalanced. */
+int mt__stages_finish(mt_loader_t *ld);
+void mt__stages_free(mt_loader_t *ld);
 
 /* Map helpers (replay.c). mt__idmap_get returns 0 and *val, or -1. */
 int mt__idmap_put(mt_idmap_t *m, uint64_t key, uint32_t val);

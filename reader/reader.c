@@ -544,6 +544,40 @@ static int def_pycode(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
     return 0;
 }
 
+/* STAGE: a name it defines takes effect now (stream order); the rest waits
+ * for its place in the seq order, like a tick. */
+static int def_stage(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
+{
+    mt_tick_t tk = {0};
+    size_t n;
+    uint64_t kind = cur_varint(c), thread, id;
+    tk.seq = cur_varint(c);
+    thread = cur_varint(c);
+    tk.ns = cur_varint(c);
+    tk.cpu = cur_varint(c);
+    tk.tcpu = cur_varint(c);
+    tk.rss = cur_varint(c);
+    id = cur_varint(c);
+    const uint8_t *name = cur_str(c, &n);
+    if (c->bad)
+        return def_corrupt(ld, "stage record cut short", off);
+    if (kind != MT_STAGE_ENTER && kind != MT_STAGE_LEAVE)
+        return 0; /* a kind of a later version: skipped */
+    if (thread > UINT32_MAX || id > UINT32_MAX ||
+        (kind == MT_STAGE_ENTER && id == 0))
+        return def_corrupt(ld, "bad stage record (thread index or name id)",
+                           off);
+    int rc;
+    if (n && (rc = mt__stage_define(ld, (uint32_t)id, name, n)))
+        return rc;
+    tk.kind = (uint32_t)kind;
+    tk.thread = (uint32_t)thread;
+    tk.name = (uint32_t)id;
+    ld->cap->stage_totals.records++;
+    ld->stages_on = 1;
+    return mt__replay_add_stage(ld, &tk);
+}
+
 /* One definition record of type at byte off of the block. */
 static int def_record(mt_loader_t *ld, unsigned type, mt_cur_t *c,
                       uint64_t off)
@@ -593,6 +627,8 @@ static int def_record(mt_loader_t *ld, unsigned type, mt_cur_t *c,
         return def_python(ld, c, off);
     case MT_DEF_PYCODE:
         return def_pycode(ld, c, off);
+    case MT_DEF_STAGE:
+        return def_stage(ld, c, off);
     case MT_DEF_AGG_BEGIN:
     case MT_DEF_AGG_NODES:
     case MT_DEF_AGG_END:
@@ -856,6 +892,8 @@ static int load(mt_loader_t *ld, mt_src_t *src, const mt_load_opts_t *opts)
         rc = read_blocks(ld, src, &pg);
     progress_end(&pg);
     if (!rc)
+        rc = mt__stages_finish(ld);
+    if (!rc)
         finish_totals(ld);
     return rc;
 }
@@ -940,6 +978,9 @@ void mt_capture_free(mt_capture_t *cap)
         free(cap->pycodes[i].file);
     }
     free(cap->pycodes);
+    for (size_t i = 0; i < cap->stage_count; i++)
+        free((char *)cap->stages[i].name);
+    free(cap->stages);
     free(cap->python_version);
     free(cap->warning);
     free(cap->path);

@@ -143,6 +143,7 @@ void mt__replay_free(mt_loader_t *ld)
     free(ld->dirty);
     free(ld->ticks);
     mt__idmap_free(&ld->threads);
+    mt__stages_free(ld);
 }
 
 int mt__replay_reserve_nodes(mt_loader_t *ld, size_t n)
@@ -529,6 +530,7 @@ static inline int apply_event(mt_loader_t *ld, const mt_run_t *r,
     t->events++;
     if (ev->stack >= ld->cap->node_count)
         return bad_stack(ld, r, ev);
+    uint64_t bytes0 = t->total_bytes_allocated, count0 = t->total_allocations;
     switch (ev->type) {
     case MT_EV_FREE:
     case MT_EV_PY_FREE:
@@ -557,9 +559,21 @@ static inline int apply_event(mt_loader_t *ld, const mt_run_t *r,
         rc = heap_alloc(ld, ev);
         break;
     }
-    if (!rc && t->current_bytes > t->peak_bytes)
+    if (rc)
+        return rc;
+    /* For stages (once a STAGE record was read; only differences between
+     * a stage's enter and leave matter): what each thread allocated, the
+     * heap's high point. */
+    if (__builtin_expect(ld->stages_on, 0)) {
+        mt_tstate_t *ts = &ld->tstates[r->tslot];
+        ts->bytes += t->total_bytes_allocated - bytes0;
+        ts->count += t->total_allocations - count0;
+        if (t->current_bytes > ld->stage_hwm)
+            ld->stage_hwm = t->current_bytes;
+    }
+    if (t->current_bytes > t->peak_bytes)
         new_peak(ld, ev->seq);
-    return rc;
+    return 0;
 }
 
 /* ---- Runs and their merge ----------------------------------------------------- */
@@ -726,6 +740,10 @@ int mt__replay_add_run(mt_loader_t *ld, uint32_t thread, const uint8_t *p,
     r->base_off = off;
     r->block_off = ld->block_off;
     r->thread = thread;
+    if ((rc = mt__tstate_slot(ld, thread, &r->tslot))) {
+        free(r);
+        return rc;
+    }
     while (r->qn < MT_RUN_AHEAD && r->p < r->end) {
         if ((rc = run_decode(ld, r))) {
             free(r);
@@ -781,8 +799,7 @@ static inline int tick_less(const mt_tick_t *a, const mt_tick_t *b)
     return a->seq < b->seq || (a->seq == b->seq && a->order < b->order);
 }
 
-int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
-                        uint64_t rss)
+static int marker_push(mt_loader_t *ld, mt_tick_t tk)
 {
     if (ld->nticks == ld->ticks_cap) {
         size_t nc = ld->ticks_cap ? ld->ticks_cap * 2 : 64;
@@ -792,7 +809,8 @@ int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
         ld->ticks = t;
         ld->ticks_cap = nc;
     }
-    mt_tick_t tk = {seq, ld->tick_order++, ns, rss}, *h = ld->ticks;
+    tk.order = ld->tick_order++;
+    mt_tick_t *h = ld->ticks;
     size_t i = ld->nticks++;
     while (i > 0 && tick_less(&tk, &h[(i - 1) / 2])) {
         h[i] = h[(i - 1) / 2];
@@ -800,6 +818,18 @@ int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
     }
     h[i] = tk;
     return 0;
+}
+
+int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
+                        uint64_t rss)
+{
+    return marker_push(ld, (mt_tick_t){.seq = seq, .ns = ns, .rss = rss});
+}
+
+/* STAGE records wait with the ticks: the same rule places them. */
+int mt__replay_add_stage(mt_loader_t *ld, const mt_tick_t *tk)
+{
+    return marker_push(ld, *tk);
 }
 
 static void tick_pop(mt_loader_t *ld)
@@ -824,6 +854,10 @@ static void tick_pop(mt_loader_t *ld)
 static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
 {
     mt_capture_t *cap = ld->cap;
+    if (tk->kind)
+        return mt__stage_apply(ld, tk);
+    ld->last_ns = tk->ns > ld->last_ns ? tk->ns : ld->last_ns;
+    ld->last_rss = tk->rss;
     if (cap->sample_count == cap->sample_cap) {
         size_t nc = cap->sample_cap ? cap->sample_cap * 2 : 256;
         mt_sample_t *s = realloc(cap->samples, nc * sizeof(*s));

@@ -246,6 +246,22 @@ void mt_cb_tick(mt_cb_t *b, uint64_t seq, uint64_t ns, uint64_t rss)
     });
 }
 
+void mt_cb_stage(mt_cb_t *b, const mt_cb_stage_t *st)
+{
+    const char *name = st->name ? st->name : "";
+    CB_DEF(b, MT_DEF_STAGE, {
+        cb_varint(r, st->kind);
+        cb_varint(r, st->seq);
+        cb_varint(r, st->thread);
+        cb_varint(r, st->ns);
+        cb_varint(r, st->cpu);
+        cb_varint(r, st->tcpu);
+        cb_varint(r, st->rss);
+        cb_varint(r, st->id);
+        cb_str(r, name, strlen(name));
+    });
+}
+
 void mt_cb_note(mt_cb_t *b, const char *msg)
 {
     CB_DEF(b, MT_DEF_NOTE, cb_str(r, msg, strlen(msg)));

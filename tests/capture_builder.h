@@ -69,6 +69,14 @@ void mt_cb_module_unload(mt_cb_t *b, uint64_t id);
 void mt_cb_thread(mt_cb_t *b, uint64_t index, uint64_t tid, const char *name);
 void mt_cb_tick(mt_cb_t *b, uint64_t seq, uint64_t ns, uint64_t rss);
 void mt_cb_note(mt_cb_t *b, const char *msg);
+/* A STAGE record (docs/FORMAT.md). name NULL or "": the id is not defined
+ * here. */
+typedef struct mt_cb_stage_s {
+    unsigned kind;            /* MT_STAGE_ENTER / MT_STAGE_LEAVE */
+    uint64_t seq, thread, ns, cpu, tcpu, rss, id;
+    const char *name;
+} mt_cb_stage_t;
+void mt_cb_stage(mt_cb_t *b, const mt_cb_stage_t *st);
 void mt_cb_child(mt_cb_t *b, uint64_t pid);
 /* events: MT_CB_NEXT writes the number of events added so far. */
 void mt_cb_trailer(mt_cb_t *b, uint64_t ns, uint64_t peak_rss,

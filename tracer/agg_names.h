@@ -13,10 +13,14 @@
 #define mt__replay_reserve_nodes mt__agg_replay_reserve_nodes
 #define mt__replay_add_run mt__agg_replay_add_run
 #define mt__replay_add_tick mt__agg_replay_add_tick
+#define mt__replay_add_stage mt__agg_replay_add_stage
 #define mt__replay_until mt__agg_replay_until
 #define mt__replay_end_block mt__agg_replay_end_block
 #define mt__load_error mt__agg_load_error
 #define mt__load_warn mt__agg_load_warn
+#define mt__tstate_slot mt__agg_tstate_slot
+#define mt__stage_apply mt__agg_stage_apply
+#define mt__stages_free mt__agg_stages_free
 #define mt__omap_init mt__agg_omap_init
 #define mt__omap_free mt__agg_omap_free
 #define mt__omap_insert mt__agg_omap_insert

@@ -58,3 +58,26 @@ static int agg_munmap(void *addr, size_t len)
 
 #include "../reader/omap.c"
 #include "../reader/replay.c"
+
+/* Stages (reader/stages.c) are not part of the tracer's replay: the writer
+ * never feeds it STAGE records, so ld->stages_on stays 0 and these are the
+ * only entry points replay.c needs. Every thread shares slot 0, unused. */
+int mt__tstate_slot(mt_loader_t *ld, uint32_t thread, uint32_t *slot)
+{
+    (void)ld;
+    (void)thread;
+    *slot = 0;
+    return 0;
+}
+
+int mt__stage_apply(mt_loader_t *ld, const mt_tick_t *tk)
+{
+    (void)ld;
+    (void)tk;
+    return 0;
+}
+
+void mt__stages_free(mt_loader_t *ld)
+{
+    (void)ld;
+}

@@ -167,6 +167,10 @@ void mt__def_put_unlocked(unsigned type, const uint8_t *payload, size_t len);
 
 /* ---- Writer (writer.c) -------------------------------------------------- */
 
+/* The process's resident set size in bytes now (0 when unknown), from
+ * /proc/self/statm with pread(2): no allocation, safe from any thread. */
+uint64_t mt__rss_bytes(void);
+
 /* Opens the capture, writes the header, starts the writer thread.
  * Returns 0 or a negative errno. */
 int mt__writer_start(const char *path, int create_excl);
@@ -247,6 +251,12 @@ struct mt_tracer {
     size_t defs_len, defs_cap;   /* defs_lock */
     uint64_t last_node_ip;       /* defs_lock: NODE delta base */
     int defs_failed;             /* defs_lock: out of memory, stop */
+
+    /* Interned stage names (stage.c): open addressing by hash; the table
+     * and the names come from mt__real.malloc. */
+    struct mt_stage_name_s *stage_names; /* defs_lock */
+    size_t stage_names_mask;     /* defs_lock: slots - 1 (0: no table yet) */
+    uint32_t stage_names_count;  /* defs_lock: ids 1..count are given */
 
     /* Full buffers waiting for the writer, and free buffers. */
     pthread_mutex_t queue_lock;

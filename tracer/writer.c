@@ -289,14 +289,15 @@ static void do_round(int final)
     flush_block();
 }
 
-/* An RSS sample: a TICK record, or with --aggregate a tick of the replay
- * (round_lock held then), which records it with the heap of its moment. */
-static void sample_rss(void)
+uint64_t mt__rss_bytes(void)
 {
+    /* statm_fd is opened before tracing starts and never closed, so any
+     * thread may pread it (pread moves no shared file offset). */
     char buf[128];
     uint64_t rss = 0;
-    if (mt__g.statm_fd >= 0) {
-        ssize_t n = pread(mt__g.statm_fd, buf, sizeof buf - 1, 0);
+    int fd = mt__g.statm_fd;
+    if (fd >= 0) {
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
         if (n > 0) {
             buf[n] = 0;
             const char *p = strchr(buf, ' ');
@@ -304,6 +305,14 @@ static void sample_rss(void)
                 rss = strtoull(p + 1, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE);
         }
     }
+    return rss;
+}
+
+/* An RSS sample: a TICK record, or with --aggregate a tick of the replay
+ * (round_lock held then), which records it with the heap of its moment. */
+static void sample_rss(void)
+{
+    uint64_t rss = mt__rss_bytes();
     uint64_t seq = atomic_load_explicit(&mt__g.seq, memory_order_seq_cst) + 1;
     uint64_t ns = mt__now_ns() - mt__g.start_ns;
     if (mt__g.aggregate) {

@@ -160,6 +160,51 @@ MT_EXTERN const mt_module_t *mt_capture_modules(const mt_capture_t *cap);
 MT_EXTERN size_t mt_capture_sample_count(const mt_capture_t *cap);
 MT_EXTERN const mt_sample_t *mt_capture_samples(const mt_capture_t *cap);
 
+/* ---- Stages ----------------------------------------------------------------
+ * Named stages the program marked (mt_stage_enter, memtrace.stage), one row
+ * per full dotted name ("outer.inner"): all calls of a name are summed.
+ * Time, heap and RSS are the process's, measured from the stage's enter to
+ * its leave; a stage's numbers include those of the stages nested in it.
+ * Rows come in the order their first call began, so a parent comes before
+ * its children. */
+typedef struct mt_stage_s {
+    const char *name;          /* full dotted name; owned by the capture */
+    unsigned depth;            /* 0 for an outermost stage */
+    uint64_t calls;            /* times the stage was entered */
+    uint64_t wall_ns;          /* elapsed time, summed over calls */
+    uint64_t wall_max_ns;      /* the longest call */
+    uint64_t cpu_ns;           /* process CPU time (all threads), summed */
+    uint64_t thread_cpu_ns;    /* CPU time of the stage's own thread */
+    uint64_t bytes_allocated;  /* allocated by the stage's own thread */
+    uint64_t allocations;      /* allocations by the stage's own thread */
+    int64_t heap_delta;        /* net change of the traced heap, summed */
+    uint64_t heap_peak;        /* highest traced heap during any call */
+    uint64_t heap_peak_rise;   /* the most the heap rose above its size at
+                                  the call's start, over all calls */
+    int64_t rss_delta;         /* net change of RSS, summed; 0 when the
+                                  capture has no RSS */
+    uint64_t unclosed;         /* calls still open at the end of the
+                                  capture, closed there */
+    /* 1: RSS grew (by at least 1 MiB) more than twice as much as the
+     * traced heap did: memory the hooks do not see (native allocations
+     * outside them, allocator fragmentation, caches, touched pages). */
+    int untraced_growth;
+} mt_stage_t;
+
+/* Stage records over the whole capture. */
+typedef struct mt_stage_totals_s {
+    uint64_t records;          /* STAGE records read */
+    uint64_t unclosed;         /* stages closed at the end of the capture */
+    uint64_t unmatched_leaves; /* leaves with no open stage (ignored) */
+    uint64_t mismatched_leaves;/* leaves naming another stage than the
+                                  innermost open one (repaired) */
+} mt_stage_totals_t;
+
+MT_EXTERN size_t mt_capture_stage_count(const mt_capture_t *cap);
+/* Borrowed, valid until mt_capture_free; NULL when there are none. */
+MT_EXTERN const mt_stage_t *mt_capture_stages(const mt_capture_t *cap);
+MT_EXTERN const mt_stage_totals_t *mt_capture_stage_totals(const mt_capture_t *cap);
+
 /* Symbolizes node's frame (with libdw; each module is opened once and
  * cached). Fills up to max frames, innermost first: more than one when
  * functions were inlined at that address. Returns the number of frames

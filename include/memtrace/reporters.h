@@ -143,6 +143,13 @@ MT_EXTERN int mt_report_top(FILE *out, mt_capture_t *cap,
 MT_EXTERN int mt_report_stats(FILE *out, mt_capture_t *cap,
                               const mt_report_opts_t *opts);
 
+/* `memtrace stages`: one row per stage name (mt_capture_stages) with its
+ * calls, wall and CPU time, bytes allocated, net heap change, the heap's
+ * highest point inside it and its RSS change; stages whose RSS grew much
+ * more than the traced heap are flagged. opts: json only. */
+MT_EXTERN int mt_report_stages(FILE *out, mt_capture_t *cap,
+                               const mt_report_opts_t *opts);
+
 /* ---- HTML flame graph -------------------------------------------------- */
 
 /* Options of mt_report_flamegraph. Zero-initialise and set what you need. */

@@ -2,11 +2,14 @@
  * running in the traced process: the CPython extension attaches its frame
  * walker here, and a program (or the extension's Tracker) can start and
  * stop tracing at run time in a process that was not started by
- * `memtrace run`. These are the only symbols the library exports besides
- * the allocation functions it interposes.
+ * `memtrace run`; and any program can mark named stages (at the end).
+ * These are the only symbols the library exports besides the allocation
+ * functions it interposes.
  *
  * Look the functions up with dlsym(RTLD_DEFAULT, ...) when the library was
- * preloaded, or dlopen() it first. All functions are thread-safe. */
+ * preloaded, or dlopen() it first; the stage functions alone are also
+ * reached through weak references by mt_stage_enter/mt_stage_leave. All
+ * functions are thread-safe. */
 #ifndef MEMTRACE_TRACER_H
 #define MEMTRACE_TRACER_H
 
@@ -120,6 +123,59 @@ typedef struct mt_tracer_opts_s {
 MT_EXTERN int mt_tracer_start(const char *path, const mt_tracer_opts_t *opts);
 /* Returns 0, or MT_EINVAL when not tracing. */
 MT_EXTERN int mt_tracer_stop(void);
+
+/* ---- Stages ----------------------------------------------------------------
+ * Named phases of the program, for `memtrace stages`: what each one cost in
+ * time, CPU, allocations, heap and RSS, summed over all its calls.
+ *
+ *     mt_stage_enter("extract");
+ *     ...                         // the stage's work
+ *     mt_stage_leave();
+ *
+ * Stages nest per thread: a stage entered inside another is reported as
+ * "outer.inner". Call them from any thread; each thread has its own
+ * nesting. A program that uses them need not link anything of memtrace:
+ * the two inline functions below call the library's functions through weak
+ * references, which are NULL (and the calls do nothing, at the cost of one
+ * test of a pointer) when the library is not in the process, and bound to
+ * it when `memtrace run` preloads it. A program that loads the library
+ * itself with dlopen() to call mt_tracer_start() finds its weak references
+ * already bound to nothing: it looks up mt_tracer_stage_enter and
+ * mt_tracer_stage_leave with dlsym() on the same handle.
+ *
+ * The library's functions, for dlsym() and bindings: enter returns 1 when
+ * a record was written, 0 when nothing is traced right now (no capture is
+ * being written, or the call came from inside the tracer's own work: a
+ * signal handler interrupting an allocation), MT_EINVAL when name is NULL.
+ * name is copied (at most 255 bytes are kept). leave ends the innermost
+ * stage open on the calling thread; name (or NULL) says which stage that
+ * should be, so a reader can repair a missed leave; same returns. Neither
+ * allocates through the traced allocator nor waits for the writer. */
+#if defined(__GNUC__) && !defined(MT_BUILDING)
+#define MT__WEAK __attribute__((weak))
+#else
+#define MT__WEAK
+#endif
+MT_EXTERN int mt_tracer_stage_enter(const char *name) MT__WEAK;
+MT_EXTERN int mt_tracer_stage_leave(const char *name) MT__WEAK;
+
+/* Enters the stage name (see above); does nothing without the library. */
+static inline void mt_stage_enter(const char *name)
+{
+#if defined(__GNUC__) && !defined(MT_BUILDING)
+    if (mt_tracer_stage_enter)
+#endif
+        (void)mt_tracer_stage_enter(name);
+}
+
+/* Leaves the innermost open stage of the calling thread. */
+static inline void mt_stage_leave(void)
+{
+#if defined(__GNUC__) && !defined(MT_BUILDING)
+    if (mt_tracer_stage_leave)
+#endif
+        (void)mt_tracer_stage_leave(NULL);
+}
 
 #ifdef __cplusplus
 }

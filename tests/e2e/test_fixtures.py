@@ -52,6 +52,7 @@ CASES = {
     "cut-note.bin": (ERROR, ["note record cut short"]),
     "cut-pycode.bin": (ERROR, ["python code record cut short"]),
     "cut-python.bin": (ERROR, ["python record cut short"]),
+    "cut-stage.bin": (ERROR, ["stage record cut short"]),
     "cut-event.bin": (ERROR, ["event cut short"]),
     "sync-without-varint.bin": (ERROR, ["bad sync section"]),
     "varint-endless-event.bin": (ERROR, ["bad malloc event",
