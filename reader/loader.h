@@ -58,9 +58,11 @@ typedef struct mt_run_s {
     mt_event_t q[MT_RUN_AHEAD];
 } mt_run_t;
 
-/* A TICK waiting for its place in the seq order; order breaks ties. */
+/* A TICK (or SMAPS: memsample = its index + 1) waiting for its place in
+ * the seq order; order breaks ties. */
 typedef struct mt_tick_s {
     uint64_t seq, order, ns, rss;
+    uint64_t memsample;
 } mt_tick_t;
 
 /* An open-addressing map from a 64-bit key to a 32-bit value (module ids,
@@ -109,6 +111,9 @@ typedef struct mt_loader_s {
     uint64_t tick_order;
     int have_tick;
     uint64_t last_tick_ns, max_tick_ns, max_tick_rss;
+    uint64_t mapped_bytes; /* live bytes of traced mmap regions */
+    int have_exit_rss;     /* an EXIT memory sample gave the peak */
+    uint64_t exit_rss;
     mt_idmap_t threads;
 
     /* definitions */
@@ -140,9 +145,10 @@ int mt__replay_reserve_nodes(mt_loader_t *ld, size_t n);
  * found at byte off of the current block. */
 int mt__replay_add_run(mt_loader_t *ld, uint32_t thread, const uint8_t *p,
                        const uint8_t *end, uint64_t off);
-/* Queues a tick. */
+/* Queues a tick; memsample: 0, or the index + 1 of a memory sample whose
+ * heap fields are filled when its seq comes. */
 int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
-                        uint64_t rss);
+                        uint64_t rss, uint64_t memsample);
 /* Processes, in seq order, pending events with seq < w and ticks with
  * seq <= w; everything when final. */
 int mt__replay_until(mt_loader_t *ld, uint64_t w, int final);

@@ -424,6 +424,7 @@ static int map_remove(mt_loader_t *ld, uint64_t a, uint64_t b)
         uint64_t s = start > a ? start : a, e = end < b ? end : b;
         hit = 1;
         uncount_bytes(ld, e - s, ld->maprecs[rec].stack);
+        ld->mapped_bytes -= e - s;
         if (s == start && e == end) {
             mt__omap_erase(t, start);
             if (--ld->maprecs[rec].pieces == 0)
@@ -487,6 +488,7 @@ static int map_add(mt_loader_t *ld, const mt_event_t *ev, uint64_t addr,
     m->pieces = 1;
     if ((rc = count_alloc(ld, ev->type, len, ev->stack, &m->ordinal)))
         return rc;
+    ld->mapped_bytes += len;
     if (mt__omap_insert(&ld->regions, addr, end, rec) == MT_OMAP_NIL)
         return mt__load_error(ld, MT_ENOMEM, "out of memory");
     return 0;
@@ -782,7 +784,7 @@ static inline int tick_less(const mt_tick_t *a, const mt_tick_t *b)
 }
 
 int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
-                        uint64_t rss)
+                        uint64_t rss, uint64_t memsample)
 {
     if (ld->nticks == ld->ticks_cap) {
         size_t nc = ld->ticks_cap ? ld->ticks_cap * 2 : 64;
@@ -792,7 +794,7 @@ int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
         ld->ticks = t;
         ld->ticks_cap = nc;
     }
-    mt_tick_t tk = {seq, ld->tick_order++, ns, rss}, *h = ld->ticks;
+    mt_tick_t tk = {seq, ld->tick_order++, ns, rss, memsample}, *h = ld->ticks;
     size_t i = ld->nticks++;
     while (i > 0 && tick_less(&tk, &h[(i - 1) / 2])) {
         h[i] = h[(i - 1) / 2];
@@ -824,6 +826,12 @@ static void tick_pop(mt_loader_t *ld)
 static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
 {
     mt_capture_t *cap = ld->cap;
+    if (tk->memsample) { /* a memory sample: the heap at its moment */
+        mt_memsample_t *m = &cap->memsamples[tk->memsample - 1];
+        m->heap_bytes = cap->totals.current_bytes;
+        m->mapped_bytes = ld->mapped_bytes;
+        return 0;
+    }
     if (cap->sample_count == cap->sample_cap) {
         size_t nc = cap->sample_cap ? cap->sample_cap * 2 : 256;
         mt_sample_t *s = realloc(cap->samples, nc * sizeof(*s));

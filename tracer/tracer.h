@@ -180,6 +180,30 @@ void mt__writer_kick(void);
 /* Queues a full buffer for the writer (takes queue_lock). */
 void mt__queue_push(mt_buffer_t *b);
 
+/* ---- Memory samples (memsample.c) --------------------------------------- */
+
+/* The SMAPS sampler's state. Used by the writer thread only, and by
+ * mt__writer_finish after the writer thread has stopped: no lock. */
+typedef struct mt_memsample_state_s {
+    uint64_t prev_rss;     /* RSS at the previous tick */
+    uint64_t high;         /* highest RSS seen at a tick */
+    uint64_t sampled_high; /* highest RSS a sample saw (or skipped past) */
+    uint64_t last_ns;      /* when the last sample was taken */
+    uint64_t cost_ns;      /* how long it took */
+    void *mallinfo2;       /* glibc's mallinfo2, or NULL */
+    int resolved;          /* mallinfo2 was looked up */
+    int no_rollup;         /* MEMTRACE_NO_SMAPS_ROLLUP=1 (tests) */
+} mt_memsample_state_t;
+
+/* Resets the state and resolves mallinfo2 (writer start). */
+void mt__memsample_init(void);
+/* Takes one sample of kind MT_SMAPS_* and queues its record (takes
+ * defs_lock). Returns the RSS it saw, or 0. */
+uint64_t mt__memsample_take(unsigned kind);
+/* At every RSS tick: takes a MT_SMAPS_PEAK sample when the rate limit
+ * allows (memsample.c explains it). */
+void mt__memsample_tick(uint64_t rss);
+
 /* ---- Global state ------------------------------------------------------- */
 
 struct mt_tracer {
@@ -234,6 +258,7 @@ struct mt_tracer {
     pthread_t writer;
     int fd;                      /* round_lock; -1 when closed */
     int statm_fd;                /* round_lock */
+    mt_memsample_state_t ms;     /* writer thread (see its type) */
     void *cctx;                  /* round_lock: LZ4F_cctx */
     uint8_t *raw, *out;          /* round_lock: block scratch buffers */
     size_t raw_cap, out_cap;     /* round_lock */

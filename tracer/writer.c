@@ -246,7 +246,7 @@ static void do_round(int final)
     flush_block();
 }
 
-static void sample_rss(void)
+static uint64_t sample_rss(void)
 {
     char buf[128];
     uint64_t rss = 0;
@@ -266,6 +266,7 @@ static void sample_rss(void)
     pthread_mutex_lock(&mt__g.defs_lock);
     mt__def_put_unlocked(MT_DEF_TICK, rec, (size_t)(p - rec));
     pthread_mutex_unlock(&mt__g.defs_lock);
+    return rss;
 }
 
 static void *writer_main(void *arg)
@@ -276,6 +277,7 @@ static void *writer_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* EFBIG instead of SIGXFSZ too */
 
+    mt__memsample_take(MT_SMAPS_START);
     uint64_t last_round = mt__now_ns();
     unsigned tick_ms = mt__g.rss_interval_ms ? mt__g.rss_interval_ms : 10;
     for (;;) {
@@ -294,7 +296,7 @@ static void *writer_main(void *arg)
         if (stopping)
             break;
 
-        sample_rss();
+        mt__memsample_tick(sample_rss());
         uint64_t now = mt__now_ns();
         if (kicked || now - last_round >= MT_ROUND_MS * 1000000ull) {
             pthread_mutex_lock(&mt__g.round_lock);
@@ -377,7 +379,10 @@ int mt__writer_start(const char *path, int create_excl)
     if (fd < 0)
         return -errno;
     mt__g.fd = fd;
+    if (mt__g.statm_fd >= 0) /* a fork child's or a second session's */
+        close(mt__g.statm_fd);
     mt__g.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    mt__memsample_init();
     LZ4F_cctx *cctx = NULL;
     if (LZ4F_isError(LZ4F_createCompressionContext(&cctx, LZ4F_VERSION)))
         cctx = NULL;
@@ -439,6 +444,7 @@ void mt__writer_finish(void)
     }
     mt__g.finished = 1;
     sample_rss();
+    mt__memsample_take(MT_SMAPS_END);
     struct rusage ru;
     uint64_t peak_rss = getrusage(RUSAGE_SELF, &ru) == 0
                             ? (uint64_t)ru.ru_maxrss * 1024 : 0;
