@@ -291,3 +291,11 @@ int mt__cmd_stats(int argc, char **argv)
     int rc = parse_read_args("stats", argc, argv, 0, &opts, &path);
     return rc >= 0 ? rc : run_report("stats", path, mt_report_stats, &opts);
 }
+
+int mt__cmd_rss(int argc, char **argv)
+{
+    mt_report_opts_t opts;
+    const char *path;
+    int rc = parse_read_args("rss", argc, argv, 0, &opts, &path);
+    return rc >= 0 ? rc : run_report("rss", path, mt_report_rss, &opts);
+}

@@ -138,6 +138,50 @@ static const char table_help[] =
     "[{function, file, line, module, inlined}...], stack_truncated}]\n"
     "(largest first; stack innermost first).\n";
 
+static const char rss_help[] =
+    "usage: memtrace rss FILE [--json]\n"
+    "\n"
+    "Reconciles the traced heap with the memory the kernel charged the\n"
+    "process (RSS): the peak RSS (with `memtrace run`, the kernel's count\n"
+    "when the program exited, the number /usr/bin/time -v shows), RSS and\n"
+    "traced heap over time, and the gap between them at the RSS peak split\n"
+    "into:\n"
+    "  file-backed      shared libraries and mapped files (smaps_rollup:\n"
+    "                   Rss - Anonymous)\n"
+    "  pymalloc         arenas beyond live objects: part of the traced heap\n"
+    "                   in default Python mode (arenas are traced as mmaps);\n"
+    "                   not measured with --trace-python-allocators\n"
+    "  malloc overhead  what glibc's malloc holds beyond the live traced\n"
+    "                   blocks: freed memory it keeps, headers, untraced\n"
+    "                   mallocs (mallinfo2)\n"
+    "  not traced       anonymous memory neither malloc nor a traced mmap\n"
+    "                   holds: raw system calls, thread stacks, libraries'\n"
+    "                   written data, other allocators\n"
+    "  unexplained      the rest; negative when traced memory is not\n"
+    "                   resident (never touched, or swapped out)\n"
+    "and ends with a one-line verdict. The tracer samples\n"
+    "/proc/self/smaps_rollup when tracing starts, when RSS reaches a new\n"
+    "high (rate-limited) and when it ends; the split is made at the sample\n"
+    "that saw the most RSS. On kernels without smaps_rollup the split comes\n"
+    "from /proc/self/statm. See docs/rss.md.\n"
+    "\n"
+    "options:\n"
+    "  --json     machine-readable output\n"
+    "\n"
+    "JSON fields: capture, command, peak_rss_bytes, peak_rss_source (\"exit\",\n"
+    "\"trailer\", \"samples\" or null), peak_heap_bytes, peak_heap_time_s,\n"
+    "timeline {time_s, rss_bytes, heap_bytes: arrays, one entry per RSS\n"
+    "sample}, memory_samples [{kind, time_s, heap_bytes, traced_mmap_bytes,\n"
+    "and the recorded fields as NAME_bytes: rss, pss, anonymous, swap,\n"
+    "shared_clean, private_dirty..., malloc_arena, malloc_mmap,\n"
+    "malloc_in_use, malloc_free, max_rss}], at_peak (null without samples)\n"
+    "{kind, time_s, source (\"smaps_rollup\" or \"statm\"), rss_bytes,\n"
+    "heap_bytes, traced_mmap_bytes, anonymous_bytes, swap_bytes,\n"
+    "malloc_held_bytes}, gap (null without samples) {total_bytes,\n"
+    "file_backed_bytes, pymalloc_beyond_live_bytes, pymalloc_note,\n"
+    "malloc_overhead_bytes, not_traced_bytes, unexplained_bytes}, verdict,\n"
+    "complete, warning. A part that was not measured is null.\n";
+
 #define LATER "\n(Not available in this version yet.)\n"
 
 static const mt_command_t commands[] = {
@@ -156,8 +200,8 @@ static const mt_command_t commands[] = {
      tree_help},
     {"diff", mt__cmd_diff, "what grew between two captures, site by site",
      mt__diff_help},
-    {"rss", NULL, "RSS reconciliation",
-     "usage: memtrace rss FILE [--json]\n" LATER},
+    {"rss", mt__cmd_rss, "RSS reconciliation: why RSS differs from the heap",
+     rss_help},
     {"stages", NULL, "per-stage costs",
      "usage: memtrace stages FILE [--json]\n" LATER},
     {"export", mt__cmd_export, "the capture as folded stacks or CSV",
