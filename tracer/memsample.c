@@ -204,9 +204,8 @@ uint64_t mt__memsample_take(unsigned kind)
     return rss;
 }
 
-void mt__memsample_tick(uint64_t rss)
+int mt__memsample_due(mt_memsample_state_t *s, uint64_t rss, uint64_t now)
 {
-    mt_memsample_state_t *s = &mt__g.ms;
     int climbing = rss > s->prev_rss;
     s->prev_rss = rss;
     if (rss > s->high)
@@ -215,11 +214,17 @@ void mt__memsample_tick(uint64_t rss)
     if (margin < MT_SMAPS_MARGIN_MIN)
         margin = MT_SMAPS_MARGIN_MIN;
     if (s->high < s->sampled_high + margin)
-        return;
-    uint64_t since = mt__now_ns() - s->last_ns;
+        return 0;
+    uint64_t since = now - s->last_ns;
     if (climbing && since < MT_SMAPS_CLIMB_NS)
-        return;
-    if (since < MT_SMAPS_COST_FACTOR * s->cost_ns)
+        return 0;
+    return since >= MT_SMAPS_COST_FACTOR * s->cost_ns;
+}
+
+void mt__memsample_tick(uint64_t rss)
+{
+    mt_memsample_state_t *s = &mt__g.ms;
+    if (!mt__memsample_due(s, rss, mt__now_ns()))
         return;
     mt__memsample_take(MT_SMAPS_PEAK);
     /* Sampled past its top (RSS fell since), the high still counts as

@@ -200,6 +200,9 @@ void mt__memsample_init(void);
 /* Takes one sample of kind MT_SMAPS_* and queues its record (takes
  * defs_lock). Returns the RSS it saw, or 0. */
 uint64_t mt__memsample_take(unsigned kind);
+/* The rate limit: 1 when a tick that saw rss at time now (ns) should take
+ * a MT_SMAPS_PEAK sample. Updates the climb state in s. */
+int mt__memsample_due(mt_memsample_state_t *s, uint64_t rss, uint64_t now);
 /* At every RSS tick: takes a MT_SMAPS_PEAK sample when the rate limit
  * allows (memsample.c explains it). */
 void mt__memsample_tick(uint64_t rss);
