@@ -348,8 +348,17 @@ static void append_exit_sample(const char *path, uint64_t maxrss)
         free(out);
         return;
     }
+    /* Past a file-size limit (the program's, inherited from us), write
+     * fails with EFBIG instead of killing memtrace run with SIGXFSZ. */
+    void (*old)(int) = signal(SIGXFSZ, SIG_IGN);
+    off_t before = lseek(fd, 0, SEEK_END);
     ssize_t w = write(fd, out, (size_t)n);
-    (void)w;
+    if (w != n && before >= 0) {
+        /* A cut block would read as a truncated capture. */
+        int rc = ftruncate(fd, before);
+        (void)rc;
+    }
+    signal(SIGXFSZ, old);
     close(fd);
     free(out);
 }
