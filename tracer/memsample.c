@@ -4,8 +4,9 @@
  * glibc's mallinfo2() (what malloc holds), taken when tracing starts, when
  * RSS reaches a new high (rate-limited, below) and when tracing ends.
  *
- * Runs on the writer thread (and in mt__writer_finish once the writer has
- * stopped), with the guard set. It allocates nothing: the file is read
+ * Runs on the writer thread, and with the guard set on the thread that
+ * starts tracing (before the writer thread exists) or ends it (after it
+ * stopped). It allocates nothing: the file is read
  * with open/read/close into a stack buffer and parsed in place. */
 #include <dlfcn.h>
 #include <fcntl.h>

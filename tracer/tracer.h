@@ -183,7 +183,8 @@ void mt__queue_push(mt_buffer_t *b);
 /* ---- Memory samples (memsample.c) --------------------------------------- */
 
 /* The SMAPS sampler's state. Used by the writer thread only, and by
- * mt__writer_finish after the writer thread has stopped: no lock. */
+ * mt__writer_start before it creates that thread and mt__writer_finish
+ * after it has stopped: no lock. */
 typedef struct mt_memsample_state_s {
     uint64_t prev_rss;     /* RSS at the previous tick */
     uint64_t high;         /* highest RSS seen at a tick */

@@ -277,7 +277,6 @@ static void *writer_main(void *arg)
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* EFBIG instead of SIGXFSZ too */
 
-    mt__memsample_take(MT_SMAPS_START);
     uint64_t last_round = mt__now_ns();
     unsigned tick_ms = mt__g.rss_interval_ms ? mt__g.rss_interval_ms : 10;
     for (;;) {
@@ -412,6 +411,9 @@ int mt__writer_start(const char *path, int create_excl)
     }
     mt__g.stopping = 0;
     mt__g.wake_pending = 0;
+    /* The first memory sample, before any event of this session and
+     * before the writer thread (which owns the sampler state) exists. */
+    mt__memsample_take(MT_SMAPS_START);
     if (pthread_create(&mt__g.writer, NULL, writer_main, NULL) != 0) {
         close(fd);
         mt__g.fd = -1;
