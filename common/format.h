@@ -111,6 +111,9 @@ enum mt_smaps_tag {
     MT_SMAPS_MALLOC_MMAP = 41,  /* hblkhd: chunks mmap'd on their own */
     MT_SMAPS_MALLOC_INUSE = 42, /* uordblks: in use in the arenas */
     MT_SMAPS_MALLOC_FREE = 43,  /* fordblks: free in the arenas */
+    MT_SMAPS_PYARENA = 44,      /* pymalloc's live arenas (only with
+                                   --trace-python-allocators) */
+    MT_SMAPS_TRACER = 45,       /* memtrace's own memory, roughly */
     MT_SMAPS_MAXRSS = 48,       /* peak RSS so far (getrusage ru_maxrss) */
     MT_SMAPS_TAG_LIMIT = 64,
 };

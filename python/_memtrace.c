@@ -11,6 +11,9 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "walker.h"
 
@@ -20,6 +23,8 @@ static struct {
     int (*active)(void);
     int (*pymem_wrap)(int domain, const mt_pymem_allocator_t *orig,
                       mt_pymem_allocator_t *wrapped);
+    int (*pyarena_wrap)(const mt_pyarena_allocator_t *orig, uint64_t existing,
+                        mt_pyarena_allocator_t *wrapped);
     int (*start)(const char *path, const mt_tracer_opts_t *opts);
     int (*stop)(void);
 } tracer;
@@ -40,6 +45,9 @@ static const PyMemAllocatorDomain pymem_domains[3] = {
 static const int pymem_mt_domains[3] = {MT_PYMEM_RAW, MT_PYMEM_MEM, MT_PYMEM_OBJ};
 static PyMemAllocatorEx pymem_saved[3], pymem_ours[3];
 static int pymem_wrapped;
+/* The same for pymalloc's arena allocator (counted, for memtrace rss). */
+static PyObjectArenaAllocator arena_saved, arena_ours;
+static int arena_wrapped;
 
 /* Finds the tracer's functions: in the process already (preloaded by
  * `memtrace run`), else by loading preload (when not NULL). Returns 0, or
@@ -71,6 +79,8 @@ static int resolve_tracer(const char *preload)
     tracer.active = (int (*)(void))dlsym(h, "mt_tracer_active");
     tracer.pymem_wrap = (int (*)(int, const mt_pymem_allocator_t *,
                                  mt_pymem_allocator_t *))dlsym(h, "mt_tracer_pymem_wrap");
+    tracer.pyarena_wrap = (int (*)(const mt_pyarena_allocator_t *, uint64_t,
+                                   mt_pyarena_allocator_t *))dlsym(h, "mt_tracer_pyarena_wrap");
     tracer.start = (int (*)(const char *, const mt_tracer_opts_t *))dlsym(h, "mt_tracer_start");
     tracer.stop = (int (*)(void))dlsym(h, "mt_tracer_stop");
     tracer.attach = (int (*)(const mt_python_ops_t *, unsigned))dlsym(
@@ -88,6 +98,66 @@ static int same_allocator(const PyMemAllocatorEx *a, const PyMemAllocatorEx *b)
 {
     return a->ctx == b->ctx && a->malloc == b->malloc && a->calloc == b->calloc &&
            a->realloc == b->realloc && a->free == b->free;
+}
+
+/* The bytes of pymalloc's arenas now, from the statistics CPython prints
+ * ("N arenas * S bytes/arena"); 0 when it prints none (pymalloc is off, or
+ * the private function is gone). */
+static uint64_t existing_arena_bytes(void)
+{
+    int (*stats)(FILE *) = (int (*)(FILE *))dlsym(RTLD_DEFAULT,
+                                                  "_PyObject_DebugMallocStats");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = stats ? open_memstream(&text, &len) : NULL;
+    if (!f)
+        return 0;
+    stats(f);
+    fclose(f);
+    uint64_t bytes = 0;
+    for (char *line = text; line && *line;) {
+        unsigned long long n, size;
+        if (sscanf(line, "%llu arenas * %llu bytes/arena", &n, &size) == 2) {
+            bytes = n * size;
+            break;
+        }
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    free(text);
+    return bytes;
+}
+
+/* Counts pymalloc's arenas (for `memtrace rss`: with the PyMem domains
+ * traced, the arenas themselves are not). Best effort: a tracer without
+ * the function, or a failure, only leaves them uncounted. */
+static void arena_wrap(void)
+{
+    if (arena_wrapped || !tracer.pyarena_wrap)
+        return;
+    PyObject_GetArenaAllocator(&arena_saved);
+    mt_pyarena_allocator_t orig = {arena_saved.ctx, arena_saved.alloc,
+                                   arena_saved.free}, wrapped;
+    if (tracer.pyarena_wrap(&orig, existing_arena_bytes(), &wrapped) != 0)
+        return;
+    arena_ours.ctx = wrapped.ctx;
+    arena_ours.alloc = wrapped.alloc;
+    arena_ours.free = wrapped.free;
+    PyObject_SetArenaAllocator(&arena_ours);
+    arena_wrapped = 1;
+}
+
+static void arena_unwrap(void)
+{
+    if (!arena_wrapped)
+        return;
+    PyObjectArenaAllocator now;
+    PyObject_GetArenaAllocator(&now);
+    if (now.ctx == arena_ours.ctx && now.alloc == arena_ours.alloc &&
+        now.free == arena_ours.free)
+        PyObject_SetArenaAllocator(&arena_saved);
+    arena_wrapped = 0;
 }
 
 /* Puts the tracer's wrapper around each PyMem domain's allocator.
@@ -131,6 +201,7 @@ static int pymem_wrap(void)
     for (int i = 0; i < 3; i++)
         PyMem_SetAllocator(pymem_domains[i], &pymem_ours[i]);
     pymem_wrapped = 1;
+    arena_wrap();
     return 0;
 }
 
@@ -149,6 +220,7 @@ static void pymem_unwrap(void)
             PyMem_SetAllocator(pymem_domains[i], &pymem_saved[i]);
     }
     pymem_wrapped = 0;
+    arena_unwrap();
 }
 
 /* Attaches the walker (and the PyMem wrappers). Returns 0, or -1 with an

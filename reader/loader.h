@@ -24,8 +24,13 @@ typedef struct mt_live_s {
     uint64_t size;
     uint64_t ordinal; /* totals.total_allocations before it was counted */
     uint32_t stack;
-    uint32_t unused;
+    uint32_t pysmall; /* 1: a PyMem/PyObject block small enough for pymalloc */
 } mt_live_t;
+
+/* pymalloc serves requests up to this many bytes from its arenas
+ * (SMALL_REQUEST_THRESHOLD, CPython 3.8 and later); larger ones go to
+ * malloc. */
+#define MT_PYMALLOC_SMALL 512
 
 /* One mmap/mremap allocation: it stays counted as one live allocation while
  * at least one of its pieces is mapped (see replay.c). A free record keeps
@@ -112,6 +117,7 @@ typedef struct mt_loader_s {
     int have_tick;
     uint64_t last_tick_ns, max_tick_ns, max_tick_rss;
     uint64_t mapped_bytes; /* live bytes of traced mmap regions */
+    uint64_t pysmall_bytes; /* live PY_* blocks of pymalloc's sizes */
     int have_exit_rss;     /* an EXIT memory sample gave the peak */
     uint64_t exit_rss;
     mt_idmap_t threads;

@@ -865,6 +865,7 @@ static void finish_totals(mt_loader_t *ld)
         if (m->kind == MT_SMAPS_EXIT) {
             m->heap_bytes = t->current_bytes;
             m->mapped_bytes = ld->mapped_bytes;
+            m->pysmall_bytes = ld->pysmall_bytes;
         }
     }
     if (t->events_lost)

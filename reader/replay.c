@@ -361,6 +361,8 @@ static inline int heap_free(mt_loader_t *ld, uint64_t addr)
         return 0;
     uncount_bytes(ld, e->size, e->stack);
     count_free(ld, e->size, e->stack, e->ordinal);
+    if (e->pysmall)
+        ld->pysmall_bytes -= e->size;
     live_delete(ld, e);
     return 1;
 }
@@ -383,6 +385,8 @@ static inline int heap_alloc(mt_loader_t *ld, const mt_event_t *ev)
     if (e->addr) { /* a lost free: the old block went away unseen */
         uncount_bytes(ld, e->size, e->stack);
         count_free(ld, e->size, e->stack, e->ordinal);
+        if (e->pysmall)
+            ld->pysmall_bytes -= e->size;
     } else {
         ld->live_count++;
     }
@@ -394,6 +398,9 @@ static inline int heap_alloc(mt_loader_t *ld, const mt_event_t *ev)
     e->size = ev->size;
     e->stack = ev->stack;
     e->ordinal = ord;
+    e->pysmall = ev->type >= MT_EV_PY_MALLOC && ev->size <= MT_PYMALLOC_SMALL;
+    if (e->pysmall)
+        ld->pysmall_bytes += ev->size;
     return 0;
 }
 
@@ -830,6 +837,7 @@ static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
         mt_memsample_t *m = &cap->memsamples[tk->memsample - 1];
         m->heap_bytes = cap->totals.current_bytes;
         m->mapped_bytes = ld->mapped_bytes;
+        m->pysmall_bytes = ld->pysmall_bytes;
         return 0;
     }
     if (cap->sample_count == cap->sample_cap) {

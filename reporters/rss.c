@@ -45,6 +45,10 @@ typedef struct rss_gap_s {
     int64_t rss, heap, mapped, gap;
     int64_t anon, file, swap, malloc_held;
     int64_t malloc_over, not_traced, rest;
+    int have_own;               /* memtrace's own memory was recorded */
+    int64_t own;                /* its part */
+    int have_pyarena;           /* pymalloc's arenas were counted */
+    int64_t pyarena, pymalloc;  /* their bytes; beyond live objects */
 } rss_gap_t;
 
 static int has(const mt_memsample_t *m, unsigned tag)
@@ -73,6 +77,15 @@ static const mt_memsample_t *peak_sample(mt_capture_t *cap)
     return best;
 }
 
+/* v, but within [0, room] (room < 0: 0): a part cannot be negative, nor
+ * larger than what is left to explain. */
+static int64_t clamp(int64_t v, int64_t room)
+{
+    if (v > room)
+        v = room;
+    return v < 0 ? 0 : v;
+}
+
 static void reconcile(mt_capture_t *cap, rss_gap_t *g)
 {
     const mt_totals_t *t = mt_capture_totals(cap);
@@ -99,6 +112,7 @@ static void reconcile(mt_capture_t *cap, rss_gap_t *g)
         g->anon = g->rss;
     g->file = g->rss - g->anon;
     g->have_malloc = has(m, MT_SMAPS_MALLOC_FREE);
+    g->have_pyarena = g->pyalloc && has(m, MT_SMAPS_PYARENA);
     int64_t left = g->anon - g->heap; /* what the anonymous part must explain */
     if (g->have_malloc) {
         /* Free chunks malloc keeps in its arenas: resident, since glibc
@@ -106,13 +120,23 @@ static void reconcile(mt_capture_t *cap, rss_gap_t *g)
          * chunks are freed whole, so they keep nothing.) */
         g->malloc_held = (int64_t)(m->fields[MT_SMAPS_MALLOC_ARENA] +
                                    m->fields[MT_SMAPS_MALLOC_MMAP]);
-        g->malloc_over = (int64_t)m->fields[MT_SMAPS_MALLOC_FREE];
-        if (g->malloc_over > left)
-            g->malloc_over = left > 0 ? left : 0;
-        g->not_traced = left - g->malloc_over;
-        if (g->not_traced < 0)
-            g->not_traced = 0; /* traced memory that is not resident */
-        left -= g->malloc_over + g->not_traced;
+        g->malloc_over = clamp((int64_t)m->fields[MT_SMAPS_MALLOC_FREE], left);
+        left -= g->malloc_over;
+    }
+    if (g->have_pyarena) {
+        /* The arenas hold the live small objects (traced) and free space
+         * (not traced): the latter is pymalloc's part. */
+        g->pyarena = (int64_t)m->fields[MT_SMAPS_PYARENA];
+        g->pymalloc = clamp(g->pyarena - (int64_t)m->pysmall_bytes, left);
+        left -= g->pymalloc;
+    }
+    if ((g->have_own = has(m, MT_SMAPS_TRACER))) {
+        g->own = clamp((int64_t)m->fields[MT_SMAPS_TRACER], left);
+        left -= g->own;
+    }
+    if (g->have_malloc) {
+        g->not_traced = clamp(left, left); /* negative: not resident */
+        left -= g->not_traced;
     }
     g->rest = left;
 }
@@ -179,6 +203,10 @@ static void verdict(const rss_gap_t *g, const mt_totals_t *t, char *buf,
         {g->malloc_over, "memory malloc keeps beyond the live blocks: freed "
                          "memory not returned to the system (fragmentation) "
                          "and allocator overhead"},
+        {g->pymalloc, "free space in pymalloc's arenas: memory Python keeps "
+                      "for small objects after they were freed"},
+        {g->own, "memtrace's own buffers, which the program does not use "
+                 "without memtrace"},
         {g->not_traced, "anonymous memory allocated outside memtrace's "
                         "hooks: raw system calls, thread stacks, another "
                         "allocator, or memory from before tracing started"},
@@ -201,9 +229,12 @@ static const char *pymalloc_note(const rss_gap_t *g)
 {
     if (!g->python)
         return "not a Python program";
+    if (g->have_pyarena)
+        return "measured: pymalloc's arenas minus the live PyMem/PyObject "
+               "blocks of up to 512 bytes";
     if (g->pyalloc)
-        return "not measured: with --trace-python-allocators pymalloc's "
-               "arenas are not traced; their memory beyond live objects is "
+        return "not measured: the capture does not count pymalloc's arenas "
+               "(pymalloc off, or an older memtrace); their free space is "
                "counted as not traced";
     return "in the traced heap: without --trace-python-allocators pymalloc's "
            "arenas are traced as mmaps";
@@ -236,7 +267,8 @@ static const struct { unsigned tag; const char *name; } field_names[] = {
     {MT_SMAPS_MALLOC_ARENA, "malloc_arena"},
     {MT_SMAPS_MALLOC_MMAP, "malloc_mmap"},
     {MT_SMAPS_MALLOC_INUSE, "malloc_in_use"},
-    {MT_SMAPS_MALLOC_FREE, "malloc_free"}, {MT_SMAPS_MAXRSS, "max_rss"},
+    {MT_SMAPS_MALLOC_FREE, "malloc_free"}, {MT_SMAPS_PYARENA, "pymalloc_arena"},
+    {MT_SMAPS_TRACER, "memtrace"}, {MT_SMAPS_MAXRSS, "max_rss"},
 };
 
 static void json_samples(mt_json_t *j, mt_capture_t *cap)
@@ -333,6 +365,9 @@ static void rss_json(FILE *out, mt_capture_t *cap, const rss_gap_t *g)
         mt__json_int(&j, g->anon);
         json_opt(&j, "swap_bytes", g->smaps, g->swap);
         json_opt(&j, "malloc_held_bytes", g->have_malloc, g->malloc_held);
+        json_opt(&j, "pymalloc_arena_bytes", g->have_pyarena, g->pyarena);
+        mt__json_key(&j, "pymalloc_live_bytes");
+        mt__json_uint(&j, g->at->pysmall_bytes);
         mt__json_end_object(&j);
     }
     mt__json_key(&j, "gap");
@@ -344,10 +379,11 @@ static void rss_json(FILE *out, mt_capture_t *cap, const rss_gap_t *g)
         mt__json_int(&j, g->gap);
         mt__json_key(&j, "file_backed_bytes");
         mt__json_int(&j, g->file);
-        json_opt(&j, "pymalloc_beyond_live_bytes", 0, 0);
+        json_opt(&j, "pymalloc_beyond_live_bytes", g->have_pyarena, g->pymalloc);
         mt__json_key(&j, "pymalloc_note");
         mt__json_string(&j, pymalloc_note(g));
         json_opt(&j, "malloc_overhead_bytes", g->have_malloc, g->malloc_over);
+        json_opt(&j, "memtrace_bytes", g->have_own, g->own);
         json_opt(&j, "not_traced_bytes", g->have_malloc, g->not_traced);
         mt__json_key(&j, "unexplained_bytes");
         mt__json_int(&j, g->rest);
@@ -448,12 +484,14 @@ static void rss_text(FILE *out, mt_capture_t *cap, const rss_gap_t *g)
         text_part(out, "file-backed mappings and shared libraries", 1,
                   g->file, g->gap, "");
         if (g->python)
-            text_part(out, "pymalloc arenas beyond live objects", 0, 0,
-                      g->gap, g->pyalloc ? "not measured (counted in not "
-                                           "traced)"
-                                         : "in the traced heap");
+            text_part(out, "pymalloc arenas beyond live objects",
+                      g->have_pyarena, g->pymalloc, g->gap,
+                      g->pyalloc ? "not measured (counted in not traced)"
+                                 : "in the traced heap (arenas are traced)");
         text_part(out, "malloc's free memory and overhead", g->have_malloc,
                   g->malloc_over, g->gap, "not measured (not glibc malloc)");
+        text_part(out, "memtrace's own buffers", g->have_own, g->own, g->gap,
+                  "not measured");
         text_part(out, "not traced (anonymous, outside the hooks)",
                   g->have_malloc, g->not_traced, g->gap,
                   "not measured (in the rest)");

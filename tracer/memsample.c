@@ -11,11 +11,14 @@
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "memtrace/memtrace.h"
+#include "memtrace/tracer.h"
 #include "tracer.h"
 
 /* Rate limit for the "peak" samples. Reading smaps_rollup walks every
@@ -188,6 +191,13 @@ uint64_t mt__memsample_take(unsigned kind)
         p = mt__put_varint(p, MT_SMAPS_MALLOC_FREE);
         p = mt__put_varint(p, mi.fordblks);
     }
+    p = mt__put_varint(p, MT_SMAPS_TRACER);
+    p = mt__put_varint(p, mt__writer_own_bytes());
+    if (atomic_load_explicit(&mt__g.pyarena_on, memory_order_relaxed)) {
+        int64_t a = atomic_load_explicit(&mt__g.pyarena_bytes, memory_order_relaxed);
+        p = mt__put_varint(p, MT_SMAPS_PYARENA);
+        p = mt__put_varint(p, a > 0 ? (uint64_t)a : 0);
+    }
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         p = mt__put_varint(p, MT_SMAPS_MAXRSS);
@@ -232,4 +242,42 @@ void mt__memsample_tick(uint64_t rss)
      * seen: otherwise a peak gone by would be re-sampled at every tick. */
     if (s->high > s->sampled_high)
         s->sampled_high = s->high;
+}
+
+/* ---- pymalloc's arenas ------------------------------------------------------
+ * The wrapper only counts: it calls the allocator it replaced (saved here,
+ * written once when installed, under the GIL) and adds or takes the size.
+ * An arena that existed before the wrapper was counted in `existing`. */
+static mt_pyarena_allocator_t pyarena_orig;
+
+static void *pyarena_alloc(void *ctx, size_t size)
+{
+    (void)ctx;
+    void *p = pyarena_orig.alloc(pyarena_orig.ctx, size);
+    if (p)
+        atomic_fetch_add_explicit(&mt__g.pyarena_bytes, (int64_t)size,
+                                  memory_order_relaxed);
+    return p;
+}
+
+static void pyarena_free(void *ctx, void *ptr, size_t size)
+{
+    (void)ctx;
+    pyarena_orig.free(pyarena_orig.ctx, ptr, size);
+    if (ptr)
+        atomic_fetch_sub_explicit(&mt__g.pyarena_bytes, (int64_t)size,
+                                  memory_order_relaxed);
+}
+
+MT_API int mt_tracer_pyarena_wrap(const mt_pyarena_allocator_t *orig,
+                                  uint64_t existing,
+                                  mt_pyarena_allocator_t *wrapped)
+{
+    if (!orig || !wrapped || !orig->alloc || !orig->free || existing > INT64_MAX)
+        return MT_EINVAL;
+    pyarena_orig = *orig;
+    atomic_store(&mt__g.pyarena_bytes, (int64_t)existing);
+    atomic_store(&mt__g.pyarena_on, 1);
+    *wrapped = (mt_pyarena_allocator_t){NULL, pyarena_alloc, pyarena_free};
+    return 0;
 }

@@ -141,6 +141,8 @@ void mt__python_reemit_unlocked(void);
 /* Writes a NODE record for every node known (follow-fork children, which
  * start a new file). Caller holds defs_lock. */
 void mt__stack_reemit_unlocked(void);
+/* Bytes of the stack trie's index (takes defs_lock). */
+size_t mt__stack_bytes(void);
 /* Forgets every thread's cached previous stack (after fork). */
 void mt__stack_reset_thread(mt_thread_t *t);
 
@@ -201,6 +203,10 @@ void mt__memsample_init(void);
 /* Takes one sample of kind MT_SMAPS_* and queues its record (takes
  * defs_lock). Returns the RSS it saw, or 0. */
 uint64_t mt__memsample_take(unsigned kind);
+/* memtrace's own resident memory, roughly: the block buffers' resident
+ * pages, the event buffers, the definition buffer and the stack trie.
+ * Writer thread, or with round_lock held. */
+uint64_t mt__writer_own_bytes(void);
 /* The rate limit: 1 when a tick that saw rss at time now (ns) should take
  * a MT_SMAPS_PEAK sample. Updates the climb state in s. */
 int mt__memsample_due(mt_memsample_state_t *s, uint64_t rss, uint64_t now);
@@ -263,6 +269,10 @@ struct mt_tracer {
     int fd;                      /* round_lock; -1 when closed */
     int statm_fd;                /* round_lock */
     mt_memsample_state_t ms;     /* writer thread (see its type) */
+    /* Bytes of pymalloc's live arenas, counted by the arena allocator's
+     * wrapper (memsample.c) once pyarena_on is set; atomic. */
+    _Atomic int64_t pyarena_bytes;
+    atomic_int pyarena_on;
     void *cctx;                  /* round_lock: LZ4F_cctx */
     uint8_t *raw, *out;          /* round_lock: block scratch buffers */
     size_t raw_cap, out_cap;     /* round_lock */

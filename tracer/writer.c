@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -267,6 +268,48 @@ static uint64_t sample_rss(void)
     mt__def_put_unlocked(MT_DEF_TICK, rec, (size_t)(p - rec));
     pthread_mutex_unlock(&mt__g.defs_lock);
     return rss;
+}
+
+/* Resident bytes of [p, p + len): its whole pages that are in memory. */
+static uint64_t resident_bytes(const void *p, size_t len)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t hi = ((uintptr_t)p + len) & ~((uintptr_t)page - 1);
+    uint64_t n = 0;
+    unsigned char vec[512];
+    while (p && lo < hi) {
+        size_t pages = (hi - lo) / (uintptr_t)page;
+        if (pages > sizeof vec)
+            pages = sizeof vec;
+        if (mincore((void *)lo, pages * (size_t)page, vec) != 0)
+            return n;
+        for (size_t i = 0; i < pages; i++)
+            n += vec[i] & 1;
+        lo += pages * (uintptr_t)page;
+    }
+    return n * (uint64_t)page;
+}
+
+uint64_t mt__writer_own_bytes(void)
+{
+    /* The block buffers are large and touched only as far as the biggest
+     * block went: their resident pages. The rest is counted whole. */
+    uint64_t n = resident_bytes(mt__g.raw, mt__g.raw_cap) +
+                 resident_bytes(mt__g.out, mt__g.out_cap);
+    pthread_mutex_lock(&mt__g.queue_lock);
+    size_t buffers = mt__g.free_count;
+    for (mt_buffer_t *b = mt__g.queue_head; b; b = b->next)
+        buffers++;
+    pthread_mutex_unlock(&mt__g.queue_lock);
+    pthread_mutex_lock(&mt__g.registry_lock);
+    for (mt_thread_t *t = mt__g.threads; t; t = t->next)
+        buffers += t->buf != NULL;
+    pthread_mutex_unlock(&mt__g.registry_lock);
+    pthread_mutex_lock(&mt__g.defs_lock);
+    size_t defs = mt__g.defs_cap;
+    pthread_mutex_unlock(&mt__g.defs_lock);
+    return n + buffers * (uint64_t)MT_BUFFER_SIZE + defs + mt__stack_bytes();
 }
 
 static void *writer_main(void *arg)

@@ -115,6 +115,9 @@ typedef struct mt_memsample_s {
     unsigned kind;
     uint64_t heap_bytes;   /* traced heap at that moment */
     uint64_t mapped_bytes; /* of which live traced mmap regions */
+    uint64_t pysmall_bytes; /* of which live PyMem/PyObject blocks of at
+                               most 512 bytes (pymalloc's; traced with
+                               --trace-python-allocators) */
     uint64_t present;      /* bit t: fields[t] was recorded */
     uint64_t fields[MT_MEMSAMPLE_FIELDS];
 } mt_memsample_t;

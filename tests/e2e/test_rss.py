@@ -63,7 +63,9 @@ class RssTest(CaptureTest):
         self.assertIn("outside memtrace's hooks", d["verdict"])
         # The parts add up to the gap.
         parts = (g["file_backed_bytes"] + g["malloc_overhead_bytes"] +
-                 g["not_traced_bytes"] + g["unexplained_bytes"])
+                 g["memtrace_bytes"] + g["not_traced_bytes"] +
+                 g["unexplained_bytes"])
+        self.assertIsNone(g["pymalloc_beyond_live_bytes"])  # not Python
         self.assertEqual(parts, g["total_bytes"])
 
     def test_traced_heap_is_no_gap(self):
@@ -182,10 +184,31 @@ class RssTest(CaptureTest):
                                    a["gap"]["file_backed_bytes"], 32 * MIB,
                                    delta=TOL)
             self.assertGreaterEqual(b["at_peak"]["heap_bytes"], 16 * MIB)
-            self.assertIsNone(b["gap"]["pymalloc_beyond_live_bytes"])
+        self.assertIsNone(res[(), 32]["gap"]["pymalloc_beyond_live_bytes"])
         self.assertTrue(res[(), 0]["gap"]["pymalloc_note"].startswith("in the traced heap"))
-        self.assertTrue(res[("--trace-python-allocators",), 0]["gap"]
-                        ["pymalloc_note"].startswith("not measured"))
+        pa = res[("--trace-python-allocators",), 32]["gap"]
+        self.assertTrue(pa["pymalloc_note"].startswith("measured"))
+        self.assertGreaterEqual(pa["pymalloc_beyond_live_bytes"], 0)
+
+    def test_pymalloc_free_space(self):
+        # 300000 objects of 16 bytes, every other one freed: pymalloc keeps
+        # the arenas (every pool still has live blocks), so its free space
+        # grows by 150000 x 16 bytes against a run that frees nothing.
+        res = {}
+        for name, stmt in (("keep", "pass"), ("half", "del a[::2]")):
+            out = self.path(name + ".bin")
+            memtrace("run", "-q", "-o", out, "--trace-python-allocators", "-c",
+                     "a = [object() for i in range(300000)]\n" + stmt)
+            res[name] = json.loads(memtrace("rss", out, "--json").stdout)
+        keep, half = res["keep"], res["half"]
+        self.assertTrue(half["gap"]["pymalloc_note"].startswith("measured"))
+        self.assertAlmostEqual(half["gap"]["pymalloc_beyond_live_bytes"] -
+                               keep["gap"]["pymalloc_beyond_live_bytes"],
+                               150000 * 16, delta=64 << 10)
+        self.assertAlmostEqual(keep["at_peak"]["pymalloc_live_bytes"] -
+                               half["at_peak"]["pymalloc_live_bytes"],
+                               150000 * 16, delta=64 << 10)
+        self.assertEqual(half["at_peak"]["pymalloc_arena_bytes"] % (256 << 10), 0)
 
     def test_tracker_sessions(self):
         # memtrace.Tracker in a process memtrace did not start, twice: each
