@@ -180,8 +180,9 @@ static void verdict(const rss_gap_t *g, const mt_totals_t *t, char *buf,
     char a[32], b[32];
     if (!g->at) {
         snprintf(buf, len, "This capture has no memory samples (it was "
-                 "written by an older memtrace): only the peak RSS (%s) is "
-                 "known.", mt_format_size(t->peak_rss_bytes, a, sizeof a));
+                 "written by an older memtrace), so the gap cannot be split: "
+                 "only the peak RSS (%s) and RSS over time are known.",
+                 mt_format_size(t->peak_rss_bytes, a, sizeof a));
         return;
     }
     int64_t small = g->rss / 20 > (1 << 20) ? g->rss / 20 : (1 << 20);

@@ -17,7 +17,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, MEMTRACE, CaptureTest, memtrace, prog  # noqa: E402
+from harness import BUILD, MEMTRACE, SOURCE, CaptureTest, memtrace, prog  # noqa: E402
 from test_flamegraph import page_data  # noqa: E402
 
 MIB = 1 << 20
@@ -189,6 +189,20 @@ class RssTest(CaptureTest):
         pa = res[("--trace-python-allocators",), 32]["gap"]
         self.assertTrue(pa["pymalloc_note"].startswith("measured"))
         self.assertGreaterEqual(pa["pymalloc_beyond_live_bytes"], 0)
+
+    def test_capture_without_samples(self):
+        # A capture of format version 1 (no SMAPS records): the peak and
+        # the timeline, and no split.
+        golden = os.path.join(SOURCE, "tests", "fixtures", "golden-v1.bin")
+        d = json.loads(memtrace("rss", golden, "--json").stdout)
+        self.assertEqual(d["peak_rss_bytes"], 3 << 20)
+        self.assertEqual(d["peak_rss_source"], "trailer")
+        self.assertEqual(d["timeline"]["rss_bytes"], [1 << 20, 2 << 20])
+        self.assertEqual(d["memory_samples"], [])
+        self.assertIsNone(d["at_peak"])
+        self.assertIsNone(d["gap"])
+        self.assertIn("cannot be split", d["verdict"])
+        self.assertIn("cannot be split", memtrace("rss", golden).stdout)
 
     def test_pymalloc_free_space(self):
         # 300000 objects of 16 bytes, every other one freed: pymalloc keeps
