@@ -101,9 +101,10 @@ static int same_allocator(const PyMemAllocatorEx *a, const PyMemAllocatorEx *b)
 }
 
 /* The bytes of pymalloc's arenas now, from the statistics CPython prints
- * ("N arenas * S bytes/arena"); 0 when it prints none (pymalloc is off, or
- * the private function is gone). */
-static uint64_t existing_arena_bytes(void)
+ * ("N arenas * S bytes/arena"); 0 when the private function is gone, and
+ * -1 when pymalloc is off (PYTHONMALLOC=malloc): then there are no arenas
+ * to count. */
+static int64_t existing_arena_bytes(void)
 {
     int (*stats)(FILE *) = (int (*)(FILE *))dlsym(RTLD_DEFAULT,
                                                   "_PyObject_DebugMallocStats");
@@ -112,13 +113,17 @@ static uint64_t existing_arena_bytes(void)
     FILE *f = stats ? open_memstream(&text, &len) : NULL;
     if (!f)
         return 0;
-    stats(f);
+    int pymalloc = stats(f);
     fclose(f);
-    uint64_t bytes = 0;
+    if (!pymalloc) {
+        free(text);
+        return -1;
+    }
+    int64_t bytes = 0;
     for (char *line = text; line && *line;) {
         unsigned long long n, size;
         if (sscanf(line, "%llu arenas * %llu bytes/arena", &n, &size) == 2) {
-            bytes = n * size;
+            bytes = (int64_t)(n * size);
             break;
         }
         line = strchr(line, '\n');
@@ -136,10 +141,13 @@ static void arena_wrap(void)
 {
     if (arena_wrapped || !tracer.pyarena_wrap)
         return;
+    int64_t existing = existing_arena_bytes();
+    if (existing < 0)
+        return;
     PyObject_GetArenaAllocator(&arena_saved);
     mt_pyarena_allocator_t orig = {arena_saved.ctx, arena_saved.alloc,
                                    arena_saved.free}, wrapped;
-    if (tracer.pyarena_wrap(&orig, existing_arena_bytes(), &wrapped) != 0)
+    if (tracer.pyarena_wrap(&orig, (uint64_t)existing, &wrapped) != 0)
         return;
     arena_ours.ctx = wrapped.ctx;
     arena_ours.alloc = wrapped.alloc;

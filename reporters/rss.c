@@ -413,13 +413,17 @@ static void text_timeline(FILE *out, mt_capture_t *cap)
         return;
     }
     /* Rows spread evenly over the samples, each showing the sample with
-     * the most RSS in its stretch, so the peak is never skipped. */
+     * the most RSS in its stretch, so the peak is never skipped; the last
+     * row is the last sample, so is the end. */
     size_t rows = n < TEXT_ROWS ? n : TEXT_ROWS;
     fprintf(out, "\nRSS and traced heap over time (%zu of %zu samples):\n",
             rows, n);
     fprintf(out, "  %9s  %10s  %10s  %10s\n", "time", "RSS", "heap", "gap");
     for (size_t r = 0; r < rows; r++) {
-        size_t lo = r * n / rows, hi = (r + 1) * n / rows, best = lo;
+        size_t lo = r * (n - 1) / (rows > 1 ? rows - 1 : 1);
+        size_t hi = (r + 1) * (n - 1) / (rows > 1 ? rows - 1 : 1), best = lo;
+        if (r == rows - 1)
+            lo = hi = best = n - 1;
         for (size_t i = lo; i < hi; i++)
             if (s[i].rss_bytes > s[best].rss_bytes)
                 best = i;

@@ -223,6 +223,14 @@ class RssTest(CaptureTest):
                                half["at_peak"]["pymalloc_live_bytes"],
                                150000 * 16, delta=64 << 10)
         self.assertEqual(half["at_peak"]["pymalloc_arena_bytes"] % (256 << 10), 0)
+        # pymalloc turned off: no arenas, nothing measured.
+        out = self.path("off.bin")
+        memtrace("run", "-q", "-o", out, "--trace-python-allocators", "-c",
+                 "a = [object() for i in range(1000)]",
+                 env=dict(os.environ, PYTHONMALLOC="malloc"))
+        off = json.loads(memtrace("rss", out, "--json").stdout)
+        self.assertIsNone(off["gap"]["pymalloc_beyond_live_bytes"])
+        self.assertIsNone(off["at_peak"]["pymalloc_arena_bytes"])
 
     def test_tracker_sessions(self):
         # memtrace.Tracker in a process memtrace did not start, twice: each
