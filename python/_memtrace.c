@@ -100,10 +100,22 @@ static int same_allocator(const PyMemAllocatorEx *a, const PyMemAllocatorEx *b)
            a->realloc == b->realloc && a->free == b->free;
 }
 
-/* The bytes of pymalloc's arenas now, from the statistics CPython prints
- * ("N arenas * S bytes/arena"); 0 when the private function is gone, and
- * -1 when pymalloc is off (PYTHONMALLOC=malloc): then there are no arenas
- * to count. */
+/* A number printed by CPython's statistics after '=', with commas. */
+static uint64_t stats_number(const char *eq)
+{
+    uint64_t v = 0;
+    for (const char *p = eq + 1; *p && *p != '\n'; p++)
+        if (*p >= '0' && *p <= '9')
+            v = v * 10 + (uint64_t)(*p - '0');
+    return v;
+}
+
+/* The part of pymalloc's arenas that holds no object now, from the
+ * statistics CPython prints ("N arenas * S bytes/arena" minus "# bytes in
+ * allocated blocks"): the objects in them were allocated before tracing
+ * started and are not in the traced heap, so their blocks must not count
+ * as free space. 0 when the private function is gone; -1 when pymalloc is
+ * off (PYTHONMALLOC=malloc): then there are no arenas to count. */
 static int64_t existing_arena_bytes(void)
 {
     int (*stats)(FILE *) = (int (*)(FILE *))dlsym(RTLD_DEFAULT,
@@ -119,19 +131,20 @@ static int64_t existing_arena_bytes(void)
         free(text);
         return -1;
     }
-    int64_t bytes = 0;
+    uint64_t arenas = 0, used = 0;
     for (char *line = text; line && *line;) {
         unsigned long long n, size;
-        if (sscanf(line, "%llu arenas * %llu bytes/arena", &n, &size) == 2) {
-            bytes = (int64_t)(n * size);
-            break;
-        }
+        char *eq = strchr(line, '=');
+        if (sscanf(line, "%llu arenas * %llu bytes/arena", &n, &size) == 2)
+            arenas = n * size;
+        else if (eq && strncmp(line, "# bytes in allocated blocks", 27) == 0)
+            used = stats_number(eq);
         line = strchr(line, '\n');
         if (line)
             line++;
     }
     free(text);
-    return bytes;
+    return arenas > used ? (int64_t)(arenas - used) : 0;
 }
 
 /* Counts pymalloc's arenas (for `memtrace rss`: with the PyMem domains
@@ -206,10 +219,12 @@ static int pymem_wrap(void)
         pymem_ours[i].realloc = wrapped[i].realloc;
         pymem_ours[i].free = wrapped[i].free;
     }
+    /* First the arenas: CPython's statistics say whether pymalloc is on by
+     * looking at the OBJ domain's allocator, which is ours afterwards. */
+    arena_wrap();
     for (int i = 0; i < 3; i++)
         PyMem_SetAllocator(pymem_domains[i], &pymem_ours[i]);
     pymem_wrapped = 1;
-    arena_wrap();
     return 0;
 }
 

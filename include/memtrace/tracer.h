@@ -110,7 +110,8 @@ typedef struct mt_pyarena_allocator_s {
 } mt_pyarena_allocator_t;
 
 /* Fills *wrapped with the counting wrapper of orig (copied). existing: the
- * bytes of the arenas that exist already. Returns 0 or MT_EINVAL. Call
+ * bytes of the arenas that exist already, less the blocks allocated in
+ * them (objects from before tracing, which the traced heap lacks). Returns 0 or MT_EINVAL. Call
  * with the GIL held (CPython calls the arena allocator with it). */
 MT_EXTERN int mt_tracer_pyarena_wrap(const mt_pyarena_allocator_t *orig,
                                      uint64_t existing,
