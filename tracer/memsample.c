@@ -23,8 +23,8 @@
 
 /* Rate limit for the "peak" samples. Reading smaps_rollup walks every
  * page-table entry of the process under its mmap lock (read side): it
- * costs about a millisecond per GiB resident and holds off the program's
- * mmap/munmap meanwhile; mallinfo2 walks malloc's free lists. Sampling at
+ * costs tens of milliseconds per GiB resident (27 ms measured at 1 GiB)
+ * and holds off the program's mmap/munmap meanwhile; mallinfo2 walks malloc's free lists. Sampling at
  * every RSS tick of a growing process would make that cost grow with the
  * square of its size. So a new high is sampled only when
  *  - it is above the last sampled high by MT_SMAPS_MARGIN_MIN and by
