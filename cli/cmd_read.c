@@ -322,3 +322,11 @@ int mt__cmd_stages(int argc, char **argv)
     int rc = parse_read_args("stages", argc, argv, 0, &opts, &path);
     return rc >= 0 ? rc : run_report("stages", path, mt_report_stages, &opts);
 }
+
+int mt__cmd_rss(int argc, char **argv)
+{
+    mt_report_opts_t opts;
+    const char *path;
+    int rc = parse_read_args("rss", argc, argv, 0, &opts, &path);
+    return rc >= 0 ? rc : run_report("rss", path, mt_report_rss, &opts);
+}

@@ -21,6 +21,8 @@ int mt__cmd_report(int argc, char **argv);
 int mt__cmd_stats(int argc, char **argv);
 /* `memtrace stages FILE [--json]` (cli/cmd_read.c). */
 int mt__cmd_stages(int argc, char **argv);
+/* `memtrace rss FILE [--json]` (cli/cmd_read.c). */
+int mt__cmd_rss(int argc, char **argv);
 
 /* `memtrace tree FILE ...` and `memtrace table FILE ...` (cli/cmd_tree.c). */
 int mt__cmd_tree(int argc, char **argv);

@@ -175,6 +175,53 @@ static const char stages_help[] =
     "start), rss_delta_bytes, unclosed, untraced_growth}] in the order the\n"
     "stages were first entered.\n";
 
+static const char rss_help[] =
+    "usage: memtrace rss FILE [--json]\n"
+    "\n"
+    "Reconciles the traced heap with the memory the kernel charged the\n"
+    "process (RSS): the peak RSS (with `memtrace run`, the kernel's count\n"
+    "when the program exited, the number /usr/bin/time -v shows), RSS and\n"
+    "traced heap over time, and the gap between them at the RSS peak split\n"
+    "into:\n"
+    "  file-backed      shared libraries and mapped files (smaps_rollup:\n"
+    "                   Rss - Anonymous)\n"
+    "  pymalloc         free space in pymalloc's arenas: with\n"
+    "                   --trace-python-allocators, the arenas minus the live\n"
+    "                   small objects; without it the arenas are traced as\n"
+    "                   mmaps and are part of the heap\n"
+    "  malloc overhead  free memory glibc's malloc keeps in its arenas\n"
+    "                   (mallinfo2): fragmentation\n"
+    "  memtrace         memtrace's own buffers\n"
+    "  not traced       the rest of the anonymous memory: raw system calls,\n"
+    "                   thread stacks, libraries' written data, other\n"
+    "                   allocators, memory from before tracing started\n"
+    "  unexplained      the rest; negative when traced memory is not\n"
+    "                   resident (never touched, or swapped out)\n"
+    "and ends with a one-line verdict. The tracer samples\n"
+    "/proc/self/smaps_rollup when tracing starts, when RSS reaches a new\n"
+    "high (rate-limited) and when it ends; the split is made at the sample\n"
+    "that saw the most RSS. On kernels without smaps_rollup the split comes\n"
+    "from /proc/self/statm. See docs/rss.md.\n"
+    "\n"
+    "options:\n"
+    "  --json     machine-readable output\n"
+    "\n"
+    "JSON fields: capture, command, peak_rss_bytes, peak_rss_source (\"exit\",\n"
+    "\"trailer\", \"samples\" or null), peak_heap_bytes, peak_heap_time_s,\n"
+    "timeline {time_s, rss_bytes, heap_bytes: arrays, one entry per RSS\n"
+    "sample}, memory_samples [{kind, time_s, heap_bytes, traced_mmap_bytes,\n"
+    "and the recorded fields as NAME_bytes: rss, pss, anonymous, swap,\n"
+    "shared_clean, private_dirty..., malloc_arena, malloc_mmap,\n"
+    "malloc_in_use, malloc_free, pymalloc_arena, memtrace, max_rss}],\n"
+    "at_peak (null without samples) {kind, time_s, source (\"smaps_rollup\"\n"
+    "or \"statm\"), rss_bytes, heap_bytes, traced_mmap_bytes,\n"
+    "anonymous_bytes, swap_bytes, malloc_held_bytes, pymalloc_arena_bytes,\n"
+    "pymalloc_live_bytes}, gap (null without samples) {total_bytes,\n"
+    "file_backed_bytes, pymalloc_beyond_live_bytes, pymalloc_note,\n"
+    "malloc_overhead_bytes, memtrace_bytes, not_traced_bytes,\n"
+    "unexplained_bytes}, verdict,\n"
+    "complete, warning. A part that was not measured is null.\n";
+
 #define LATER "\n(Not available in this version yet.)\n"
 
 static const mt_command_t commands[] = {
@@ -193,8 +240,8 @@ static const mt_command_t commands[] = {
      tree_help},
     {"diff", mt__cmd_diff, "what grew between two captures, site by site",
      mt__diff_help},
-    {"rss", NULL, "RSS reconciliation",
-     "usage: memtrace rss FILE [--json]\n" LATER},
+    {"rss", mt__cmd_rss, "RSS reconciliation: why RSS differs from the heap",
+     rss_help},
     {"stages", mt__cmd_stages, "per-stage costs: time, CPU, allocations, "
      "heap, RSS", stages_help},
     {"export", mt__cmd_export, "folded stacks, CSV, speedscope or pprof",

@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "commands.h"
+#include "common/capture_write.h"
 #include "memtrace/memtrace.h"
 
 typedef struct {
@@ -342,6 +344,55 @@ static int create_capture(const char *path, int force)
     return 0;
 }
 
+/* Appends one block holding an EXIT memory sample (docs/FORMAT.md, SMAPS)
+ * with the program's peak RSS as the kernel reported it when the program
+ * exited. The tracer's own getrusage at the end misses what the process
+ * touched after it (the last block's buffers, later destructors, the exit
+ * itself); this number is exactly /usr/bin/time -v's. Not done after a
+ * SIGKILL: the file may end inside a block, and the reader stops there. */
+static void append_exit_sample(const char *path, uint64_t maxrss)
+{
+    uint8_t rec[4 * MT_VARINT_MAX], *p = rec;
+    p = mt__put_varint(p, 0); /* seq: after every event */
+    p = mt__put_varint(p, 0); /* ns: unknown here */
+    p = mt__put_varint(p, MT_SMAPS_EXIT);
+    p = mt__put_varint(p, MT_SMAPS_MAXRSS);
+    p = mt__put_varint(p, maxrss);
+    size_t rlen = (size_t)(p - rec);
+    uint8_t def[2 * MT_VARINT_MAX + sizeof rec], raw[3 * MT_VARINT_MAX + sizeof def];
+    uint8_t *d = mt__put_def_header(def, MT_DEF_SMAPS, rlen);
+    memcpy(d, rec, rlen);
+    size_t dlen = (size_t)(d + rlen - def);
+    uint8_t *r = mt__put_section_header(raw, MT_SEC_DEFS, dlen);
+    memcpy(r, def, dlen);
+    size_t raw_len = (size_t)(r + dlen - raw);
+    size_t cap = mt__block_bound(raw_len);
+    uint8_t *out = malloc(cap);
+    long n = out ? mt__block_compress(raw, raw_len, out, cap, NULL) : -1;
+    if (n <= 0) {
+        free(out);
+        return;
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        free(out);
+        return;
+    }
+    /* Past a file-size limit (the program's, inherited from us), write
+     * fails with EFBIG instead of killing memtrace run with SIGXFSZ. */
+    void (*old)(int) = signal(SIGXFSZ, SIG_IGN);
+    off_t before = lseek(fd, 0, SEEK_END);
+    ssize_t w = write(fd, out, (size_t)n);
+    if (w != n && before >= 0) {
+        /* A cut block would read as a truncated capture. */
+        int rc = ftruncate(fd, before);
+        (void)rc;
+    }
+    signal(SIGXFSZ, old);
+    close(fd);
+    free(out);
+}
+
 /* --report: the same text as `memtrace report FILE --top N`, on stderr.
  * Runs this very binary, so the output is exactly that command's. */
 static void print_report(const char *capture, int top)
@@ -499,13 +550,21 @@ static void set_python_env(const run_opts_t *o, const char *pkg)
     setenv("MEMTRACE_PY_FLAGS", buf, 1);
 }
 
-static int wait_status(pid_t pid)
+/* Waits for the program; *maxrss gets its peak RSS in bytes (ru_maxrss
+ * of wait4, what /usr/bin/time -v reports), or 0. *killed: it died of
+ * SIGKILL. */
+static int wait_status(pid_t pid, uint64_t *maxrss, int *killed)
 {
     int status;
-    while (waitpid(pid, &status, 0) < 0) {
+    struct rusage ru;
+    *maxrss = 0;
+    *killed = 0;
+    while (wait4(pid, &status, 0, &ru) < 0) {
         if (errno != EINTR)
             return 1;
     }
+    *maxrss = (uint64_t)ru.ru_maxrss * 1024;
+    *killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
     if (WIFSIGNALED(status))
@@ -613,7 +672,9 @@ int mt__cmd_run(int argc, char **argv)
     int exec_err = 0;
     ssize_t got = read(errpipe[0], &exec_err, sizeof exec_err);
     close(errpipe[0]);
-    int status = wait_status(pid);
+    uint64_t maxrss;
+    int killed;
+    int status = wait_status(pid, &maxrss, &killed);
     if (got == (ssize_t)sizeof exec_err) {
         fprintf(stderr, "memtrace run: cannot run %s: %s\n", prog, strerror(exec_err));
         unlink(out);
@@ -633,6 +694,8 @@ int mt__cmd_run(int argc, char **argv)
         unlink(out);
         return status;
     }
+    if (maxrss && !killed)
+        append_exit_sample(out, maxrss);
     if (!o.quiet)
         fprintf(stderr, "memtrace: wrote %s (%.1f KiB); see: memtrace summary %s\n",
                 out, st.st_size / 1024.0, out);

@@ -74,6 +74,9 @@ enum mt_def_type {
                                  CPU ns, varint thread CPU ns, varint rss,
                                  varint name id, str name (only where the id
                                  is first used in the file, else empty) */
+    MT_DEF_SMAPS = 12,        /* varint seq, varint ns, varint kind, then
+                                 (varint tag, varint value) fields to the end
+                                 of the payload: a memory sample */
     /* Aggregate captures (MT_FLAG_AGGREGATE): a checkpoint is one AGG_BEGIN,
      * AGG_NODES records, one AGG_END; docs/FORMAT.md has the fields. */
     MT_DEF_AGG_BEGIN = 13,    /* varint id, then the whole-run totals */
@@ -87,6 +90,53 @@ enum mt_def_type {
 #define MT_STAGE_LEAVE 2u
 /* Longest stage name a writer writes (longer names are cut). */
 #define MT_STAGE_NAME_MAX 255
+
+/* SMAPS record kinds: when the sample was taken. */
+enum mt_smaps_kind {
+    MT_SMAPS_START = 1, /* tracing started */
+    MT_SMAPS_PEAK = 2,  /* RSS reached a new high (rate-limited) */
+    MT_SMAPS_END = 3,   /* tracing ended (before the trailer) */
+    MT_SMAPS_EXIT = 4,  /* appended by `memtrace run` after the process
+                           exited: only MT_SMAPS_MAXRSS, from wait4 */
+};
+
+/* SMAPS field tags. Values are bytes. Tags 1-31 are the /proc/PID/
+ * smaps_rollup lines of the same name (kB there); a reader skips tags it
+ * does not know. All tags are below 64. */
+enum mt_smaps_tag {
+    MT_SMAPS_RSS = 1,
+    MT_SMAPS_PSS = 2,
+    MT_SMAPS_PSS_DIRTY = 3,
+    MT_SMAPS_PSS_ANON = 4,
+    MT_SMAPS_PSS_FILE = 5,
+    MT_SMAPS_PSS_SHMEM = 6,
+    MT_SMAPS_SHARED_CLEAN = 7,
+    MT_SMAPS_SHARED_DIRTY = 8,
+    MT_SMAPS_PRIVATE_CLEAN = 9,
+    MT_SMAPS_PRIVATE_DIRTY = 10,
+    MT_SMAPS_REFERENCED = 11,
+    MT_SMAPS_ANONYMOUS = 12,
+    MT_SMAPS_LAZYFREE = 13,
+    MT_SMAPS_ANON_HUGE = 14,
+    MT_SMAPS_SWAP = 15,
+    MT_SMAPS_SWAP_PSS = 16,
+    MT_SMAPS_LOCKED = 17,
+    /* Without smaps_rollup (Linux < 4.14): /proc/PID/statm. */
+    MT_SMAPS_STATM_RSS = 32,    /* resident */
+    MT_SMAPS_STATM_SHARED = 33, /* resident file-backed and shared memory */
+    /* glibc's mallinfo2(), when the hooks forward to glibc's malloc. */
+    MT_SMAPS_MALLOC_ARENA = 40, /* arena: heap obtained with brk/sbrk and
+                                   the other arenas' heaps */
+    MT_SMAPS_MALLOC_MMAP = 41,  /* hblkhd: chunks mmap'd on their own */
+    MT_SMAPS_MALLOC_INUSE = 42, /* uordblks: in use in the arenas */
+    MT_SMAPS_MALLOC_FREE = 43,  /* fordblks: free in the arenas */
+    MT_SMAPS_PYARENA = 44,      /* pymalloc's live arenas (only with
+                                   --trace-python-allocators) */
+    MT_SMAPS_TRACER = 45,       /* memtrace's own memory, roughly */
+    MT_SMAPS_MAXRSS = 48,       /* peak RSS so far (getrusage ru_maxrss) */
+    MT_SMAPS_TAG_LIMIT = 64,
+};
+
 
 /* PYTHON record flags. */
 #define MT_PYTHON_FLAG_NATIVE 0x1u /* stacks merge native and Python frames */

@@ -11,6 +11,9 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "walker.h"
 
@@ -20,6 +23,8 @@ static struct {
     int (*active)(void);
     int (*pymem_wrap)(int domain, const mt_pymem_allocator_t *orig,
                       mt_pymem_allocator_t *wrapped);
+    int (*pyarena_wrap)(const mt_pyarena_allocator_t *orig, uint64_t existing,
+                        mt_pyarena_allocator_t *wrapped);
     int (*start)(const char *path, const mt_tracer_opts_t *opts);
     int (*stop)(void);
     /* Stages: looked up at import when the tracer is preloaded, else when a
@@ -44,6 +49,9 @@ static const PyMemAllocatorDomain pymem_domains[3] = {
 static const int pymem_mt_domains[3] = {MT_PYMEM_RAW, MT_PYMEM_MEM, MT_PYMEM_OBJ};
 static PyMemAllocatorEx pymem_saved[3], pymem_ours[3];
 static int pymem_wrapped;
+/* The same for pymalloc's arena allocator (counted, for memtrace rss). */
+static PyObjectArenaAllocator arena_saved, arena_ours;
+static int arena_wrapped;
 
 /* Finds the tracer's functions: in the process already (preloaded by
  * `memtrace run`), else by loading preload (when not NULL). Returns 0, or
@@ -75,6 +83,8 @@ static int resolve_tracer(const char *preload)
     tracer.active = (int (*)(void))dlsym(h, "mt_tracer_active");
     tracer.pymem_wrap = (int (*)(int, const mt_pymem_allocator_t *,
                                  mt_pymem_allocator_t *))dlsym(h, "mt_tracer_pymem_wrap");
+    tracer.pyarena_wrap = (int (*)(const mt_pyarena_allocator_t *, uint64_t,
+                                   mt_pyarena_allocator_t *))dlsym(h, "mt_tracer_pyarena_wrap");
     tracer.start = (int (*)(const char *, const mt_tracer_opts_t *))dlsym(h, "mt_tracer_start");
     tracer.stop = (int (*)(void))dlsym(h, "mt_tracer_stop");
     tracer.attach = (int (*)(const mt_python_ops_t *, unsigned))dlsym(
@@ -94,6 +104,87 @@ static int same_allocator(const PyMemAllocatorEx *a, const PyMemAllocatorEx *b)
 {
     return a->ctx == b->ctx && a->malloc == b->malloc && a->calloc == b->calloc &&
            a->realloc == b->realloc && a->free == b->free;
+}
+
+/* A number printed by CPython's statistics after '=', with commas. */
+static uint64_t stats_number(const char *eq)
+{
+    uint64_t v = 0;
+    for (const char *p = eq + 1; *p && *p != '\n'; p++)
+        if (*p >= '0' && *p <= '9')
+            v = v * 10 + (uint64_t)(*p - '0');
+    return v;
+}
+
+/* The part of pymalloc's arenas that holds no object now, from the
+ * statistics CPython prints ("N arenas * S bytes/arena" minus "# bytes in
+ * allocated blocks"): the objects in them were allocated before tracing
+ * started and are not in the traced heap, so their blocks must not count
+ * as free space. 0 when the private function is gone; -1 when pymalloc is
+ * off (PYTHONMALLOC=malloc): then there are no arenas to count. */
+static int64_t existing_arena_bytes(void)
+{
+    int (*stats)(FILE *) = (int (*)(FILE *))dlsym(RTLD_DEFAULT,
+                                                  "_PyObject_DebugMallocStats");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = stats ? open_memstream(&text, &len) : NULL;
+    if (!f)
+        return 0;
+    int pymalloc = stats(f);
+    fclose(f);
+    if (!pymalloc) {
+        free(text);
+        return -1;
+    }
+    uint64_t arenas = 0, used = 0;
+    for (char *line = text; line && *line;) {
+        unsigned long long n, size;
+        char *eq = strchr(line, '=');
+        if (sscanf(line, "%llu arenas * %llu bytes/arena", &n, &size) == 2)
+            arenas = n * size;
+        else if (eq && strncmp(line, "# bytes in allocated blocks", 27) == 0)
+            used = stats_number(eq);
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    free(text);
+    return arenas > used ? (int64_t)(arenas - used) : 0;
+}
+
+/* Counts pymalloc's arenas (for `memtrace rss`: with the PyMem domains
+ * traced, the arenas themselves are not). Best effort: a tracer without
+ * the function, or a failure, only leaves them uncounted. */
+static void arena_wrap(void)
+{
+    if (arena_wrapped || !tracer.pyarena_wrap)
+        return;
+    int64_t existing = existing_arena_bytes();
+    if (existing < 0)
+        return;
+    PyObject_GetArenaAllocator(&arena_saved);
+    mt_pyarena_allocator_t orig = {arena_saved.ctx, arena_saved.alloc,
+                                   arena_saved.free}, wrapped;
+    if (tracer.pyarena_wrap(&orig, (uint64_t)existing, &wrapped) != 0)
+        return;
+    arena_ours.ctx = wrapped.ctx;
+    arena_ours.alloc = wrapped.alloc;
+    arena_ours.free = wrapped.free;
+    PyObject_SetArenaAllocator(&arena_ours);
+    arena_wrapped = 1;
+}
+
+static void arena_unwrap(void)
+{
+    if (!arena_wrapped)
+        return;
+    PyObjectArenaAllocator now;
+    PyObject_GetArenaAllocator(&now);
+    if (now.ctx == arena_ours.ctx && now.alloc == arena_ours.alloc &&
+        now.free == arena_ours.free)
+        PyObject_SetArenaAllocator(&arena_saved);
+    arena_wrapped = 0;
 }
 
 /* Puts the tracer's wrapper around each PyMem domain's allocator.
@@ -134,6 +225,9 @@ static int pymem_wrap(void)
         pymem_ours[i].realloc = wrapped[i].realloc;
         pymem_ours[i].free = wrapped[i].free;
     }
+    /* First the arenas: CPython's statistics say whether pymalloc is on by
+     * looking at the OBJ domain's allocator, which is ours afterwards. */
+    arena_wrap();
     for (int i = 0; i < 3; i++)
         PyMem_SetAllocator(pymem_domains[i], &pymem_ours[i]);
     pymem_wrapped = 1;
@@ -155,6 +249,7 @@ static void pymem_unwrap(void)
             PyMem_SetAllocator(pymem_domains[i], &pymem_saved[i]);
     }
     pymem_wrapped = 0;
+    arena_unwrap();
 }
 
 /* Attaches the walker (and the PyMem wrappers). Returns 0, or -1 with an

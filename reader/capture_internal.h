@@ -31,6 +31,9 @@ struct mt_capture_s {
     mt_sample_t *samples;      /* [sample_count] one per tick */
     size_t sample_count, sample_cap;
 
+    mt_memsample_t *memsamples; /* [memsample_count] SMAPS records */
+    size_t memsample_count, memsample_cap;
+
     /* Python code objects by PYCODE id (index 0 unused): the frame of a
      * NODE whose ip has MT_NODE_PYTHON set. Strings malloc'd, owned. */
     struct mt_pycode_s {

@@ -24,8 +24,13 @@ typedef struct mt_live_s {
     uint64_t size;
     uint64_t ordinal; /* totals.total_allocations before it was counted */
     uint32_t stack;
-    uint32_t unused;
+    uint32_t pysmall; /* 1: a PyMem/PyObject block small enough for pymalloc */
 } mt_live_t;
+
+/* pymalloc serves requests up to this many bytes from its arenas
+ * (SMALL_REQUEST_THRESHOLD, CPython 3.8 and later); larger ones go to
+ * malloc. */
+#define MT_PYMALLOC_SMALL 512
 
 /* One mmap/mremap allocation: it stays counted as one live allocation while
  * at least one of its pieces is mapped (see replay.c). A free record keeps
@@ -59,12 +64,15 @@ typedef struct mt_run_s {
     mt_event_t q[MT_RUN_AHEAD];
 } mt_run_t;
 
-/* A TICK or STAGE record waiting for its place in the seq order; order
- * (the definition stream's) breaks ties. kind 0 is a tick, else
- * MT_STAGE_ENTER or MT_STAGE_LEAVE with the stage's fields. */
+/* A TICK, STAGE or SMAPS record waiting for its place in the seq order;
+ * order (the definition stream's) breaks ties. kind 0 is a tick (with
+ * memsample: 0, or a SMAPS sample's index + 1, whose heap fields are filled
+ * when its seq comes), else MT_STAGE_ENTER or MT_STAGE_LEAVE with the
+ * stage's fields. */
 typedef struct mt_tick_s {
     uint64_t seq, order, ns, rss;
     uint64_t cpu, tcpu;
+    uint64_t memsample;
     uint32_t kind, thread, name;
 } mt_tick_t;
 
@@ -130,6 +138,10 @@ typedef struct mt_loader_s {
     uint64_t tick_order;
     int have_tick;
     uint64_t last_tick_ns, max_tick_ns, max_tick_rss;
+    uint64_t mapped_bytes; /* live bytes of traced mmap regions */
+    uint64_t pysmall_bytes; /* live PY_* blocks of pymalloc's sizes */
+    int have_exit_rss;     /* an EXIT memory sample gave the peak */
+    uint64_t exit_rss;
     mt_idmap_t threads;
 
     /* stages (stages.c) */
@@ -189,9 +201,10 @@ int mt__replay_reserve_nodes(mt_loader_t *ld, size_t n);
  * found at byte off of the current block. */
 int mt__replay_add_run(mt_loader_t *ld, uint32_t thread, const uint8_t *p,
                        const uint8_t *end, uint64_t off);
-/* Queues a tick. */
+/* Queues a tick; memsample: 0, or the index + 1 of a memory sample whose
+ * heap fields are filled when its seq comes. */
 int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
-                        uint64_t rss);
+                        uint64_t rss, uint64_t memsample);
 /* Queues a STAGE record (tk.seq... filled but order). */
 int mt__replay_add_stage(mt_loader_t *ld, const mt_tick_t *tk);
 /* Processes, in seq order, pending events with seq < w and ticks with

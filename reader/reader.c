@@ -578,6 +578,47 @@ static int def_stage(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
     return mt__replay_add_stage(ld, &tk);
 }
 
+/* SMAPS: a memory sample. Its fields are (tag, value) pairs; tags this
+ * reader does not know are skipped. It is placed in the event order like a
+ * tick, which gives the traced heap at that moment (the EXIT sample comes
+ * after everything: it gets the heap at the end, in finish_totals). */
+static int def_smaps(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
+{
+    uint64_t seq = cur_varint(c), ns = cur_varint(c), kind = cur_varint(c);
+    mt_memsample_t m = {.time_ns = ns, .seq = seq, .kind = (unsigned)kind};
+    while (!c->bad && c->p < c->end) {
+        uint64_t tag = cur_varint(c), v = cur_varint(c);
+        if (tag < MT_MEMSAMPLE_FIELDS) {
+            m.fields[tag] = v;
+            m.present |= 1ull << tag;
+        }
+    }
+    if (c->bad || kind > UINT32_MAX)
+        return def_corrupt(ld, "memory sample record cut short", off);
+    mt_capture_t *cap = ld->cap;
+    if (cap->memsample_count == cap->memsample_cap) {
+        size_t nc = cap->memsample_cap ? cap->memsample_cap * 2 : 16;
+        mt_memsample_t *t = realloc(cap->memsamples, nc * sizeof *t);
+        if (!t)
+            return mt__load_error(ld, MT_ENOMEM, "out of memory");
+        cap->memsamples = t;
+        cap->memsample_cap = nc;
+    }
+    cap->memsamples[cap->memsample_count++] = m;
+    if (kind == MT_SMAPS_EXIT) {
+        if (m.present & (1ull << MT_SMAPS_MAXRSS)) {
+            ld->have_exit_rss = 1;
+            ld->exit_rss = m.fields[MT_SMAPS_MAXRSS];
+        }
+        return 0;
+    }
+    uint64_t rss = m.fields[MT_SMAPS_RSS] ? m.fields[MT_SMAPS_RSS]
+                                          : m.fields[MT_SMAPS_STATM_RSS];
+    if (rss > ld->max_tick_rss)
+        ld->max_tick_rss = rss; /* a peak between ticks counts too */
+    return mt__replay_add_tick(ld, seq, ns, 0, cap->memsample_count);
+}
+
 /* One definition record of type at byte off of the block. */
 static int def_record(mt_loader_t *ld, unsigned type, mt_cur_t *c,
                       uint64_t off)
@@ -607,8 +648,10 @@ static int def_record(mt_loader_t *ld, unsigned type, mt_cur_t *c,
         uint64_t seq = cur_varint(c), ns = cur_varint(c), rss = cur_varint(c);
         if (c->bad)
             return def_corrupt(ld, "tick record cut short", off);
-        return mt__replay_add_tick(ld, seq, ns, rss);
+        return mt__replay_add_tick(ld, seq, ns, rss, 0);
     }
+    case MT_DEF_SMAPS:
+        return def_smaps(ld, c, off);
     case MT_DEF_TRAILER:
         return def_trailer(ld, c, off);
     case MT_DEF_NOTE: {
@@ -867,7 +910,25 @@ static void finish_totals(mt_loader_t *ld)
     if (!(ld->cap->header.flags & MT_FLAG_AGGREGATE))
         t->temporary_threshold = ld->threshold;
     t->duration_ns = ld->have_trailer ? ld->trailer_ns : ld->max_tick_ns;
-    t->peak_rss_bytes = ld->have_trailer ? ld->trailer_rss : ld->max_tick_rss;
+    if (ld->have_exit_rss) {
+        t->peak_rss_bytes = ld->exit_rss;
+        t->peak_rss_source = MT_PEAK_RSS_EXIT;
+    } else if (ld->have_trailer) {
+        t->peak_rss_bytes = ld->trailer_rss;
+        t->peak_rss_source = MT_PEAK_RSS_TRAILER;
+    } else {
+        t->peak_rss_bytes = ld->max_tick_rss;
+        t->peak_rss_source = ld->max_tick_rss ? MT_PEAK_RSS_TICKS
+                                              : MT_PEAK_RSS_NONE;
+    }
+    for (size_t i = 0; i < ld->cap->memsample_count; i++) {
+        mt_memsample_t *m = &ld->cap->memsamples[i];
+        if (m->kind == MT_SMAPS_EXIT) {
+            m->heap_bytes = t->current_bytes;
+            m->mapped_bytes = ld->mapped_bytes;
+            m->pysmall_bytes = ld->pysmall_bytes;
+        }
+    }
     if (t->events_lost)
         mt__load_warn(ld, "the tracer stopped early: events after that point "
                       "are missing");
@@ -971,6 +1032,7 @@ void mt_capture_free(mt_capture_t *cap)
     free(cap->nodes);
     free(cap->node_stats);
     free(cap->samples);
+    free(cap->memsamples);
     free(cap->header_strings);
     free(cap->argv_storage);
     for (size_t i = 1; i <= cap->pycode_count; i++) {
@@ -1040,4 +1102,14 @@ size_t mt_capture_sample_count(const mt_capture_t *cap)
 const mt_sample_t *mt_capture_samples(const mt_capture_t *cap)
 {
     return cap->samples;
+}
+
+size_t mt_capture_memsample_count(const mt_capture_t *cap)
+{
+    return cap->memsample_count;
+}
+
+const mt_memsample_t *mt_capture_memsamples(const mt_capture_t *cap)
+{
+    return cap->memsamples;
 }

@@ -362,6 +362,8 @@ static inline int heap_free(mt_loader_t *ld, uint64_t addr)
         return 0;
     uncount_bytes(ld, e->size, e->stack);
     count_free(ld, e->size, e->stack, e->ordinal);
+    if (e->pysmall)
+        ld->pysmall_bytes -= e->size;
     live_delete(ld, e);
     return 1;
 }
@@ -384,6 +386,8 @@ static inline int heap_alloc(mt_loader_t *ld, const mt_event_t *ev)
     if (e->addr) { /* a lost free: the old block went away unseen */
         uncount_bytes(ld, e->size, e->stack);
         count_free(ld, e->size, e->stack, e->ordinal);
+        if (e->pysmall)
+            ld->pysmall_bytes -= e->size;
     } else {
         ld->live_count++;
     }
@@ -395,6 +399,9 @@ static inline int heap_alloc(mt_loader_t *ld, const mt_event_t *ev)
     e->size = ev->size;
     e->stack = ev->stack;
     e->ordinal = ord;
+    e->pysmall = ev->type >= MT_EV_PY_MALLOC && ev->size <= MT_PYMALLOC_SMALL;
+    if (e->pysmall)
+        ld->pysmall_bytes += ev->size;
     return 0;
 }
 
@@ -425,6 +432,7 @@ static int map_remove(mt_loader_t *ld, uint64_t a, uint64_t b)
         uint64_t s = start > a ? start : a, e = end < b ? end : b;
         hit = 1;
         uncount_bytes(ld, e - s, ld->maprecs[rec].stack);
+        ld->mapped_bytes -= e - s;
         if (s == start && e == end) {
             mt__omap_erase(t, start);
             if (--ld->maprecs[rec].pieces == 0)
@@ -488,6 +496,7 @@ static int map_add(mt_loader_t *ld, const mt_event_t *ev, uint64_t addr,
     m->pieces = 1;
     if ((rc = count_alloc(ld, ev->type, len, ev->stack, &m->ordinal)))
         return rc;
+    ld->mapped_bytes += len;
     if (mt__omap_insert(&ld->regions, addr, end, rec) == MT_OMAP_NIL)
         return mt__load_error(ld, MT_ENOMEM, "out of memory");
     return 0;
@@ -821,9 +830,10 @@ static int marker_push(mt_loader_t *ld, mt_tick_t tk)
 }
 
 int mt__replay_add_tick(mt_loader_t *ld, uint64_t seq, uint64_t ns,
-                        uint64_t rss)
+                        uint64_t rss, uint64_t memsample)
 {
-    return marker_push(ld, (mt_tick_t){.seq = seq, .ns = ns, .rss = rss});
+    return marker_push(ld, (mt_tick_t){.seq = seq, .ns = ns, .rss = rss,
+                                       .memsample = memsample});
 }
 
 /* STAGE records wait with the ticks: the same rule places them. */
@@ -856,6 +866,13 @@ static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
     mt_capture_t *cap = ld->cap;
     if (tk->kind)
         return mt__stage_apply(ld, tk);
+    if (tk->memsample) { /* a memory sample: the heap at its moment */
+        mt_memsample_t *m = &cap->memsamples[tk->memsample - 1];
+        m->heap_bytes = cap->totals.current_bytes;
+        m->mapped_bytes = ld->mapped_bytes;
+        m->pysmall_bytes = ld->pysmall_bytes;
+        return 0;
+    }
     ld->last_ns = tk->ns > ld->last_ns ? tk->ns : ld->last_ns;
     ld->last_rss = tk->rss;
     if (cap->sample_count == cap->sample_cap) {

@@ -1263,6 +1263,90 @@ START_TEST(golden_fixture)
 }
 END_TEST
 
+
+/* Builds an SMAPS record payload: seq, ns, kind, then n (tag, value). */
+static size_t smaps_payload(uint8_t *out, uint64_t seq, uint64_t ns,
+                            unsigned kind, const uint64_t *tv, size_t n)
+{
+    uint8_t *p = out;
+    p = mt__put_varint(p, seq);
+    p = mt__put_varint(p, ns);
+    p = mt__put_varint(p, kind);
+    for (size_t i = 0; i < 2 * n; i++)
+        p = mt__put_varint(p, tv[i]);
+    return (size_t)(p - out);
+}
+
+/* Memory samples take their place in the event order like ticks (the heap
+ * and traced mmaps at that moment), skip unknown tags, and the exit
+ * sample appended after the trailer gives the peak RSS. */
+START_TEST(memsamples_in_order)
+{
+    const char *path = tpath("smaps");
+    uint8_t rec[256];
+    mt_cb_t *b = mt_cb_begin(path, NULL);
+    uint32_t n1 = mt_cb_node(b, 0, 0x10);
+    const uint64_t f1[] = {MT_SMAPS_RSS, 1 << 20, MT_SMAPS_ANONYMOUS, 600 << 10,
+                           99, 5 /* unknown: skipped */, MT_SMAPS_MALLOC_FREE, 123};
+    mt_cb_raw_def(b, MT_DEF_SMAPS, rec, smaps_payload(rec, 3, 500, MT_SMAPS_PEAK, f1, 4));
+    mt_cb_malloc(b, 0, 1, 0xa0, 100, n1);
+    mt_cb_event(b, 0, MT_EV_MMAP, 2, 0x10000, 4096, n1, 0, 0);
+    mt_cb_free(b, 0, 3, 0xa0);
+    mt_cb_sync(b, 4);
+    const uint64_t f2[] = {MT_SMAPS_STATM_RSS, 2 << 20, MT_SMAPS_STATM_SHARED, 1 << 20};
+    mt_cb_raw_def(b, MT_DEF_SMAPS, rec, smaps_payload(rec, 4, 900, MT_SMAPS_END, f2, 2));
+    mt_cb_trailer(b, 1000, 5000, MT_CB_NEXT, 0);
+    mt_cb_flush(b);
+    const uint64_t f3[] = {MT_SMAPS_MAXRSS, 7000};
+    mt_cb_raw_def(b, MT_DEF_SMAPS, rec, smaps_payload(rec, 0, 0, MT_SMAPS_EXIT, f3, 1));
+    mt_cb_finish(b);
+
+    mt_capture_t *cap = load_ok(path, 0);
+    ck_assert_ptr_null(mt_capture_warning(cap));
+    const mt_totals_t *t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->peak_rss_bytes, 7000);
+    ck_assert_uint_eq(t->peak_rss_source, MT_PEAK_RSS_EXIT);
+    ck_assert_uint_eq(mt_capture_memsample_count(cap), 3);
+    const mt_memsample_t *m = mt_capture_memsamples(cap);
+    ck_assert_uint_eq(m[0].kind, MT_SMAPS_PEAK);
+    ck_assert_uint_eq(m[0].time_ns, 500);
+    ck_assert_uint_eq(m[0].heap_bytes, 4196); /* before the free of seq 3 */
+    ck_assert_uint_eq(m[0].mapped_bytes, 4096);
+    ck_assert_uint_eq(m[0].fields[MT_SMAPS_RSS], 1 << 20);
+    ck_assert_uint_eq(m[0].fields[MT_SMAPS_ANONYMOUS], 600 << 10);
+    ck_assert_uint_eq(m[0].fields[MT_SMAPS_MALLOC_FREE], 123);
+    ck_assert_uint_eq(m[0].present, (1ull << MT_SMAPS_RSS) |
+                                        (1ull << MT_SMAPS_ANONYMOUS) |
+                                        (1ull << MT_SMAPS_MALLOC_FREE));
+    ck_assert_uint_eq(m[1].kind, MT_SMAPS_END);
+    ck_assert_uint_eq(m[1].heap_bytes, 4096);
+    ck_assert_uint_eq(m[1].fields[MT_SMAPS_STATM_SHARED], 1 << 20);
+    ck_assert_uint_eq(m[2].kind, MT_SMAPS_EXIT);
+    ck_assert_uint_eq(m[2].heap_bytes, 4096);
+    ck_assert_uint_eq(m[2].fields[MT_SMAPS_MAXRSS], 7000);
+    mt_capture_free(cap);
+
+    /* Without the exit sample, the trailer's; a field cut in half is
+     * corrupt. */
+    b = mt_cb_begin(path, NULL);
+    mt_cb_trailer(b, 1000, 5000, 0, 0);
+    mt_cb_finish(b);
+    cap = load_ok(path, 0);
+    ck_assert_uint_eq(mt_capture_totals(cap)->peak_rss_bytes, 5000);
+    ck_assert_uint_eq(mt_capture_totals(cap)->peak_rss_source, MT_PEAK_RSS_TRAILER);
+    ck_assert_uint_eq(mt_capture_memsample_count(cap), 0);
+    mt_capture_free(cap);
+    b = mt_cb_begin(path, NULL);
+    size_t len = smaps_payload(rec, 1, 1, MT_SMAPS_START, f1, 1);
+    rec[len++] = MT_SMAPS_SWAP; /* a tag without its value */
+    mt_cb_raw_def(b, MT_DEF_SMAPS, rec, len);
+    mt_cb_finish(b);
+    const char *err = load_fail(path, MT_ECORRUPT);
+    ck_assert_msg(strstr(err, "memory sample record cut short"), "%s", err);
+    unlink(path);
+}
+END_TEST
+
 Suite *mt_test_reader_suite(void)
 {
     Suite *s = suite_create("reader");
@@ -1270,6 +1354,7 @@ Suite *mt_test_reader_suite(void)
     tcase_add_test(tc, single_thread_chains);
     tcase_add_test(tc, peak_snapshot_first_moment);
     tcase_add_test(tc, peak_moves_and_ticks);
+    tcase_add_test(tc, memsamples_in_order);
     tcase_add_test(tc, temporary_thresholds);
     tcase_add_test(tc, leaks_and_lost_free);
     tcase_add_test(tc, two_threads_interleaved);

@@ -4,6 +4,7 @@
  * tested end to end (tests/e2e/test_native.py) and the buffer hand-off
  * under TSan (tests/tracer_handoff.c). */
 #include <check.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/format.h"
@@ -101,6 +102,141 @@ START_TEST(bootstrap_pool)
 }
 END_TEST
 
+#define MS (1000000ull)
+#define MIB_ (1ull << 20)
+
+/* The rate limit of the "peak" memory samples: a climb is sampled at its
+ * top, not at every tick; a long climb once a second; a wobble under the
+ * margin never; an expensive read makes the next one wait 50 times as
+ * long. */
+START_TEST(memsample_rate_limit)
+{
+    mt_memsample_state_t s;
+    memset(&s, 0, sizeof s);
+    s.sampled_high = s.prev_rss = s.high = 10 * MIB_;
+    s.cost_ns = MS / 10; /* the start sample took 0.1 ms, at time 0 */
+    uint64_t t = 0;
+    /* Climbing by 1 MiB per 10 ms tick: not sampled while it climbs. */
+    for (uint64_t r = 11; r <= 40; r++) {
+        t += 10 * MS;
+        ck_assert_int_eq(mt__memsample_due(&s, r * MIB_, t), 0);
+    }
+    /* The climb stops: the top is sampled. */
+    t += 10 * MS;
+    ck_assert_int_eq(mt__memsample_due(&s, 40 * MIB_, t), 1);
+    s.sampled_high = 40 * MIB_;
+    s.last_ns = t;
+    /* A wobble above it, under the margin (40 MiB / 32 = 1.25 MiB). */
+    t += 10 * MS;
+    ck_assert_int_eq(mt__memsample_due(&s, 41 * MIB_, t), 0);
+    t += 10 * MS;
+    ck_assert_int_eq(mt__memsample_due(&s, 40 * MIB_, t), 0);
+    /* Past the margin and no longer climbing: sampled. */
+    t += 10 * MS;
+    ck_assert_int_eq(mt__memsample_due(&s, 42 * MIB_, t), 0); /* climbing */
+    t += 10 * MS;
+    ck_assert_int_eq(mt__memsample_due(&s, 42 * MIB_, t), 1);
+    s.sampled_high = 42 * MIB_;
+    s.last_ns = t;
+    /* A long climb is sampled after a second even while it climbs. */
+    uint64_t start = t;
+    int got = 0;
+    for (uint64_t r = 43; r < 200 && !got; r++) {
+        t += 10 * MS;
+        got = mt__memsample_due(&s, r * MIB_, t);
+    }
+    ck_assert_int_eq(got, 1);
+    ck_assert_uint_ge(t - start, 1000 * MS);
+    ck_assert_uint_lt(t - start, 1020 * MS);
+    /* A read that took 100 ms: the next waits 5 s. */
+    s.sampled_high = s.high;
+    s.last_ns = t;
+    s.cost_ns = 100 * MS;
+    uint64_t big = s.high + 100 * MIB_;
+    t += 10 * MS;
+    ck_assert_int_eq(mt__memsample_due(&s, big, t), 0);
+    t += 10 * MS;
+    ck_assert_int_eq(mt__memsample_due(&s, big, t), 0); /* top, too soon */
+    t = s.last_ns + 5000 * MS;
+    ck_assert_int_eq(mt__memsample_due(&s, big, t), 1);
+}
+END_TEST
+
+/* Decodes the last SMAPS record of the defs buffer: kind and fields. */
+static int read_smaps(unsigned *kind, uint64_t *fields, uint64_t *present)
+{
+    const uint8_t *p = mt__g.defs, *end = mt__g.defs + mt__g.defs_len;
+    int found = 0;
+    while (p < end) {
+        unsigned type = *p++;
+        uint64_t len, v, tag;
+        ck_assert_int_eq(mt__get_varint(&p, end, &len), 0);
+        const uint8_t *rec = p, *rend = p + len;
+        p += len;
+        if (type != MT_DEF_SMAPS)
+            continue;
+        found = 1;
+        *present = 0;
+        ck_assert_int_eq(mt__get_varint(&rec, rend, &v), 0); /* seq */
+        ck_assert_int_eq(mt__get_varint(&rec, rend, &v), 0); /* ns */
+        ck_assert_int_eq(mt__get_varint(&rec, rend, &v), 0);
+        *kind = (unsigned)v;
+        while (rec < rend) {
+            ck_assert_int_eq(mt__get_varint(&rec, rend, &tag), 0);
+            ck_assert_int_eq(mt__get_varint(&rec, rend, &v), 0);
+            ck_assert_uint_lt(tag, 64);
+            fields[tag] = v;
+            *present |= 1ull << tag;
+        }
+    }
+    return found;
+}
+
+/* A sample of this very process: smaps_rollup's lines in bytes, malloc's
+ * numbers; and without smaps_rollup, statm's. */
+START_TEST(memsample_record)
+{
+    reset_defs();
+    mt__memsample_init();
+    unsigned kind = 0;
+    uint64_t f[64] = {0}, present = 0;
+    volatile char *touched = (volatile char *)malloc(8 << 20);
+    ck_assert(touched != NULL);
+    for (size_t i = 0; i < (8u << 20); i += 4096)
+        touched[i] = 1; /* resident, and not a dead store to drop */
+    uint64_t rss = mt__memsample_take(MT_SMAPS_END);
+    ck_assert_int_eq(read_smaps(&kind, f, &present), 1);
+    ck_assert_uint_eq(kind, MT_SMAPS_END);
+    ck_assert(present & (1ull << MT_SMAPS_RSS));
+    ck_assert(present & (1ull << MT_SMAPS_ANONYMOUS));
+    ck_assert(present & (1ull << MT_SMAPS_MAXRSS));
+    ck_assert_uint_eq(f[MT_SMAPS_RSS], rss);
+    ck_assert_uint_eq(f[MT_SMAPS_RSS] % 1024, 0); /* kB converted */
+    ck_assert_uint_ge(f[MT_SMAPS_ANONYMOUS], 8 << 20);
+    ck_assert_uint_le(f[MT_SMAPS_ANONYMOUS], f[MT_SMAPS_RSS]);
+    ck_assert(!(present & (1ull << MT_SMAPS_STATM_RSS)));
+    /* Under a sanitizer malloc is not glibc's: no mallinfo2 then. */
+    if (present & (1ull << MT_SMAPS_MALLOC_MMAP))
+        ck_assert_uint_ge(f[MT_SMAPS_MALLOC_MMAP], 8 << 20);
+
+    reset_defs();
+    mt__g.ms.no_rollup = 1;
+    memset(f, 0, sizeof f);
+    rss = mt__memsample_take(MT_SMAPS_START);
+    ck_assert_int_eq(read_smaps(&kind, f, &present), 1);
+    ck_assert_uint_eq(kind, MT_SMAPS_START);
+    ck_assert(!(present & (1ull << MT_SMAPS_RSS)));
+    ck_assert(present & (1ull << MT_SMAPS_STATM_RSS));
+    ck_assert(present & (1ull << MT_SMAPS_STATM_SHARED));
+    ck_assert_uint_eq(f[MT_SMAPS_STATM_RSS], rss);
+    ck_assert_uint_ge(rss, 8 << 20);
+    ck_assert_uint_lt(f[MT_SMAPS_STATM_SHARED], rss);
+    free((void *)touched);
+    mt__g.ms.no_rollup = 0;
+    reset_defs();
+}
+END_TEST
+
 Suite *mt_test_tracer_suite(void)
 {
     Suite *s = suite_create("tracer");
@@ -108,6 +244,8 @@ Suite *mt_test_tracer_suite(void)
     tcase_add_test(tc, trie_shares_prefixes);
     tcase_add_test(tc, python_key_layout);
     tcase_add_test(tc, bootstrap_pool);
+    tcase_add_test(tc, memsample_rate_limit);
+    tcase_add_test(tc, memsample_record);
     suite_add_tcase(s, tc);
     return s;
 }

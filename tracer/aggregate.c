@@ -116,7 +116,7 @@ static void agg_failed(int rc)
 void mt__agg_tick_unlocked(uint64_t seq, uint64_t ns, uint64_t rss)
 {
     int rc;
-    if (agg && (rc = mt__replay_add_tick(&agg->ld, seq, ns, rss)))
+    if (agg && (rc = mt__replay_add_tick(&agg->ld, seq, ns, rss, 0)))
         agg_failed(rc);
 }
 

@@ -288,19 +288,21 @@ MT_API int mt_tracer_start(const char *path, const mt_tracer_opts_t *opts)
      * mode 0600 like any capture, whatever the old one had. */
     if (mt__g.force)
         unlink(mt__g.path);
-    int rc = mt__writer_start(mt__g.path, 1);
-    if (rc != 0) {
-        mt__busy = was_busy;
-        return rc == -EEXIST ? MT_EEXIST : rc;
-    }
     /* A second session in the same process: its file needs every
-     * definition again (ids are kept across sessions). */
+     * definition again (ids are kept across sessions). Done before the
+     * writer starts, which writes its first memory sample into the same
+     * buffer (nothing else writes definitions while tracing is off). */
     pthread_mutex_lock(&mt__g.defs_lock);
     mt__g.defs_len = 0;
     mt__modules_reemit_unlocked();
     mt__python_reemit_unlocked();
     mt__stack_reemit_unlocked();
     pthread_mutex_unlock(&mt__g.defs_lock);
+    int rc = mt__writer_start(mt__g.path, 1);
+    if (rc != 0) {
+        mt__busy = was_busy;
+        return rc == -EEXIST ? MT_EEXIST : rc;
+    }
 
     atomic_store(&mt__g.active, 1);
     pthread_mutex_lock(&patch_lock);

@@ -104,6 +104,14 @@ void mt__stack_reemit_unlocked(void)
     mt__real.free(by_id);
 }
 
+size_t mt__stack_bytes(void)
+{
+    pthread_mutex_lock(&mt__g.defs_lock);
+    size_t n = trie_cap * sizeof(trie_slot_t);
+    pthread_mutex_unlock(&mt__g.defs_lock);
+    return n;
+}
+
 void mt__stack_reset_thread(mt_thread_t *t)
 {
     t->prev_depth = 0;

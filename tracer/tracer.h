@@ -141,6 +141,8 @@ void mt__python_reemit_unlocked(void);
 /* Writes a NODE record for every node known (follow-fork children, which
  * start a new file). Caller holds defs_lock. */
 void mt__stack_reemit_unlocked(void);
+/* Bytes of the stack trie's index (takes defs_lock). */
+size_t mt__stack_bytes(void);
 /* Forgets every thread's cached previous stack (after fork). */
 void mt__stack_reset_thread(mt_thread_t *t);
 
@@ -213,6 +215,37 @@ void mt__agg_checkpoint_unlocked(mt_agg_emit_fn emit);
 int mt__agg_checkpoint_due_unlocked(uint64_t slack_ns);
 /* stacks.c: the number of trie nodes so far (ids 1..n). defs_lock. */
 uint32_t mt__stack_count_unlocked(void);
+/* ---- Memory samples (memsample.c) --------------------------------------- */
+
+/* The SMAPS sampler's state. Used by the writer thread only, and by
+ * mt__writer_start before it creates that thread and mt__writer_finish
+ * after it has stopped: no lock. */
+typedef struct mt_memsample_state_s {
+    uint64_t prev_rss;     /* RSS at the previous tick */
+    uint64_t high;         /* highest RSS seen at a tick */
+    uint64_t sampled_high; /* highest RSS a sample saw (or skipped past) */
+    uint64_t last_ns;      /* when the last sample was taken */
+    uint64_t cost_ns;      /* how long it took */
+    void *mallinfo2;       /* glibc's mallinfo2, or NULL */
+    int resolved;          /* mallinfo2 was looked up */
+    int no_rollup;         /* MEMTRACE_NO_SMAPS_ROLLUP=1 (tests) */
+} mt_memsample_state_t;
+
+/* Resets the state and resolves mallinfo2 (writer start). */
+void mt__memsample_init(void);
+/* Takes one sample of kind MT_SMAPS_* and queues its record (takes
+ * defs_lock). Returns the RSS it saw, or 0. */
+uint64_t mt__memsample_take(unsigned kind);
+/* memtrace's own resident memory, roughly: the block buffers' resident
+ * pages, the event buffers, the definition buffer and the stack trie.
+ * Writer thread, or with round_lock held. */
+uint64_t mt__writer_own_bytes(void);
+/* The rate limit: 1 when a tick that saw rss at time now (ns) should take
+ * a MT_SMAPS_PEAK sample. Updates the climb state in s. */
+int mt__memsample_due(mt_memsample_state_t *s, uint64_t rss, uint64_t now);
+/* At every RSS tick: takes a MT_SMAPS_PEAK sample when the rate limit
+ * allows (memsample.c explains it). */
+void mt__memsample_tick(uint64_t rss);
 
 /* ---- Global state ------------------------------------------------------- */
 
@@ -276,6 +309,11 @@ struct mt_tracer {
     pthread_t writer;
     int fd;                      /* round_lock; -1 when closed */
     int statm_fd;                /* round_lock */
+    mt_memsample_state_t ms;     /* writer thread (see its type) */
+    /* Bytes of pymalloc's live arenas, counted by the arena allocator's
+     * wrapper (memsample.c) once pyarena_on is set; atomic. */
+    _Atomic int64_t pyarena_bytes;
+    atomic_int pyarena_on;
     void *cctx;                  /* round_lock: LZ4F_cctx */
     uint8_t *raw, *out;          /* round_lock: block scratch buffers */
     size_t raw_cap, out_cap;     /* round_lock */

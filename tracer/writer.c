@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -291,8 +292,9 @@ static void do_round(int final)
 
 uint64_t mt__rss_bytes(void)
 {
-    /* statm_fd is opened before tracing starts and never closed, so any
-     * thread may pread it (pread moves no shared file offset). */
+    /* statm_fd is opened before tracing starts and closed only when a new
+     * session or a forked child opens its own, so any thread may pread it
+     * (pread moves no shared file offset). */
     char buf[128];
     uint64_t rss = 0;
     int fd = mt__g.statm_fd;
@@ -310,14 +312,15 @@ uint64_t mt__rss_bytes(void)
 
 /* An RSS sample: a TICK record, or with --aggregate a tick of the replay
  * (round_lock held then), which records it with the heap of its moment. */
-static void sample_rss(void)
+/* Returns the RSS it saw (0 when unknown). */
+static uint64_t sample_rss(void)
 {
     uint64_t rss = mt__rss_bytes();
     uint64_t seq = atomic_load_explicit(&mt__g.seq, memory_order_seq_cst) + 1;
     uint64_t ns = mt__now_ns() - mt__g.start_ns;
     if (mt__g.aggregate) {
         mt__agg_tick_unlocked(seq, ns, rss);
-        return;
+        return rss;
     }
     uint8_t rec[3 * MT_VARINT_MAX], *p = rec;
     p = mt__put_varint(p, seq);
@@ -326,6 +329,49 @@ static void sample_rss(void)
     pthread_mutex_lock(&mt__g.defs_lock);
     mt__def_put_unlocked(MT_DEF_TICK, rec, (size_t)(p - rec));
     pthread_mutex_unlock(&mt__g.defs_lock);
+    return rss;
+}
+
+/* Resident bytes of [p, p + len): its whole pages that are in memory. */
+static uint64_t resident_bytes(const void *p, size_t len)
+{
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t hi = ((uintptr_t)p + len) & ~((uintptr_t)page - 1);
+    uint64_t n = 0;
+    unsigned char vec[512];
+    while (p && lo < hi) {
+        size_t pages = (hi - lo) / (uintptr_t)page;
+        if (pages > sizeof vec)
+            pages = sizeof vec;
+        if (mincore((void *)lo, pages * (size_t)page, vec) != 0)
+            return n;
+        for (size_t i = 0; i < pages; i++)
+            n += vec[i] & 1;
+        lo += pages * (uintptr_t)page;
+    }
+    return n * (uint64_t)page;
+}
+
+uint64_t mt__writer_own_bytes(void)
+{
+    /* The block buffers are large and touched only as far as the biggest
+     * block went: their resident pages. The rest is counted whole. */
+    uint64_t n = resident_bytes(mt__g.raw, mt__g.raw_cap) +
+                 resident_bytes(mt__g.out, mt__g.out_cap);
+    pthread_mutex_lock(&mt__g.queue_lock);
+    size_t buffers = mt__g.free_count;
+    for (mt_buffer_t *b = mt__g.queue_head; b; b = b->next)
+        buffers++;
+    pthread_mutex_unlock(&mt__g.queue_lock);
+    pthread_mutex_lock(&mt__g.registry_lock);
+    for (mt_thread_t *t = mt__g.threads; t; t = t->next)
+        buffers += t->buf != NULL;
+    pthread_mutex_unlock(&mt__g.registry_lock);
+    pthread_mutex_lock(&mt__g.defs_lock);
+    size_t defs = mt__g.defs_cap;
+    pthread_mutex_unlock(&mt__g.defs_lock);
+    return n + buffers * (uint64_t)MT_BUFFER_SIZE + defs + mt__stack_bytes();
 }
 
 static void *writer_main(void *arg)
@@ -354,14 +400,16 @@ static void *writer_main(void *arg)
         if (stopping)
             break;
 
+        uint64_t rss;
         if (mt__g.aggregate) {
             pthread_mutex_lock(&mt__g.round_lock);
-            if (!mt__g.finished)
-                sample_rss();
+            rss = mt__g.finished ? 0 : sample_rss();
             pthread_mutex_unlock(&mt__g.round_lock);
         } else {
-            sample_rss();
+            rss = sample_rss();
         }
+        if (rss)
+            mt__memsample_tick(rss);
         uint64_t now = mt__now_ns();
         if (kicked || now - last_round >= MT_ROUND_MS * 1000000ull) {
             pthread_mutex_lock(&mt__g.round_lock);
@@ -446,7 +494,10 @@ int mt__writer_start(const char *path, int create_excl)
     if (fd < 0)
         return -errno;
     mt__g.fd = fd;
+    if (mt__g.statm_fd >= 0) /* a fork child's or a second session's */
+        close(mt__g.statm_fd);
     mt__g.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    mt__memsample_init();
     LZ4F_cctx *cctx = NULL;
     if (LZ4F_isError(LZ4F_createCompressionContext(&cctx, LZ4F_VERSION)))
         cctx = NULL;
@@ -489,6 +540,9 @@ int mt__writer_start(const char *path, int create_excl)
     }
     mt__g.stopping = 0;
     mt__g.wake_pending = 0;
+    /* The first memory sample, before any event of this session and
+     * before the writer thread (which owns the sampler state) exists. */
+    mt__memsample_take(MT_SMAPS_START);
     if (pthread_create(&mt__g.writer, NULL, writer_main, NULL) != 0) {
         close(fd);
         mt__g.fd = -1;
@@ -521,6 +575,7 @@ void mt__writer_finish(void)
     }
     mt__g.finished = 1;
     sample_rss();
+    mt__memsample_take(MT_SMAPS_END);
     struct rusage ru;
     uint64_t peak_rss = getrusage(RUSAGE_SELF, &ru) == 0
                             ? (uint64_t)ru.ru_maxrss * 1024 : 0;

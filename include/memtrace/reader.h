@@ -77,7 +77,12 @@ typedef struct mt_totals_s {
     uint64_t unmatched_frees;     /* frees of addresses never seen allocated */
     uint64_t total_bytes_allocated;
     uint64_t duration_ns;
-    uint64_t peak_rss_bytes;      /* trailer (getrusage), else highest sample */
+    uint64_t peak_rss_bytes;      /* the process's ru_maxrss at exit when
+                                     `memtrace run` recorded it (the value
+                                     /usr/bin/time -v shows), else the
+                                     trailer's (getrusage at the end), else
+                                     the highest sample */
+    unsigned peak_rss_source;     /* MT_PEAK_RSS_* */
     uint64_t events;              /* events read */
     uint64_t threads;             /* distinct threads that made events */
     int complete;                 /* 1 when the trailer was read */
@@ -92,12 +97,38 @@ typedef struct mt_totals_s {
     uint64_t checkpoint_ns;       /* time of the one used, since start */
 } mt_totals_t;
 
+/* Where totals.peak_rss_bytes comes from. */
+#define MT_PEAK_RSS_NONE 0    /* no RSS was recorded */
+#define MT_PEAK_RSS_EXIT 1    /* wait4() by `memtrace run`, at exit */
+#define MT_PEAK_RSS_TRAILER 2 /* getrusage when tracing ended */
+#define MT_PEAK_RSS_TICKS 3   /* the highest periodic sample */
+
 /* One point of the heap/RSS timeline (one per RSS sampling tick). */
 typedef struct mt_sample_s {
     uint64_t time_ns;
     uint64_t heap_bytes;
     uint64_t rss_bytes;
 } mt_sample_t;
+
+/* A memory sample (the tracer's SMAPS records): how the kernel charged the
+ * process's memory at one moment, with the traced heap at that moment.
+ * kind is MT_SMAPS_START, _PEAK, _END or _EXIT and fields are indexed by
+ * the MT_SMAPS_* tags (common/format.h); a field is valid only when its bit
+ * is set in present. The EXIT sample (written by `memtrace run` after the
+ * process ended) carries only MT_SMAPS_MAXRSS, and the heap at the end. */
+#define MT_MEMSAMPLE_FIELDS 64
+typedef struct mt_memsample_s {
+    uint64_t time_ns;      /* since start */
+    uint64_t seq;          /* events with seq below it happened before */
+    unsigned kind;
+    uint64_t heap_bytes;   /* traced heap at that moment */
+    uint64_t mapped_bytes; /* of which live traced mmap regions */
+    uint64_t pysmall_bytes; /* of which live PyMem/PyObject blocks of at
+                               most 512 bytes (pymalloc's; traced with
+                               --trace-python-allocators) */
+    uint64_t present;      /* bit t: fields[t] was recorded */
+    uint64_t fields[MT_MEMSAMPLE_FIELDS];
+} mt_memsample_t;
 
 /* One trace-tree node: a frame and its caller. Node 0 is the root. */
 typedef struct mt_node_s {
@@ -159,6 +190,10 @@ MT_EXTERN size_t mt_capture_module_count(const mt_capture_t *cap);
 MT_EXTERN const mt_module_t *mt_capture_modules(const mt_capture_t *cap);
 MT_EXTERN size_t mt_capture_sample_count(const mt_capture_t *cap);
 MT_EXTERN const mt_sample_t *mt_capture_samples(const mt_capture_t *cap);
+/* The memory samples (SMAPS records), in the order they were taken (the
+ * EXIT one last). None in captures of memtrace before 0.2. */
+MT_EXTERN size_t mt_capture_memsample_count(const mt_capture_t *cap);
+MT_EXTERN const mt_memsample_t *mt_capture_memsamples(const mt_capture_t *cap);
 
 /* ---- Stages ----------------------------------------------------------------
  * Named stages the program marked (mt_stage_enter, memtrace.stage), one row

@@ -149,6 +149,12 @@ MT_EXTERN int mt_report_stats(FILE *out, mt_capture_t *cap,
  * more than the traced heap are flagged. opts: json only. */
 MT_EXTERN int mt_report_stages(FILE *out, mt_capture_t *cap,
                                const mt_report_opts_t *opts);
+/* `memtrace rss`: the RSS reconciliation: peak RSS, RSS and traced heap
+ * over time, and the gap between them at the RSS peak split into
+ * file-backed memory, malloc's overhead, memory not traced and the rest,
+ * with a one-line verdict (reporters/rss.c explains the split). */
+MT_EXTERN int mt_report_rss(FILE *out, mt_capture_t *cap,
+                            const mt_report_opts_t *opts);
 
 /* ---- HTML flame graph -------------------------------------------------- */
 

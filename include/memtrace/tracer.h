@@ -100,6 +100,26 @@ enum { MT_PYMEM_RAW = 0, MT_PYMEM_MEM = 1, MT_PYMEM_OBJ = 2 };
 MT_EXTERN int mt_tracer_pymem_wrap(int domain, const mt_pymem_allocator_t *orig,
                                    mt_pymem_allocator_t *wrapped);
 
+/* pymalloc's arena allocator, the layout of CPython's
+ * PyObjectArenaAllocator (stable since 3.4). With --trace-python-allocators
+ * the arenas are not traced (only the objects in them), so the extension
+ * wraps this allocator too: the wrapper counts the bytes of live arenas,
+ * which the tracer's memory samples record, so that `memtrace rss` can tell
+ * pymalloc's free space from memory not traced. */
+typedef struct mt_pyarena_allocator_s {
+    void *ctx;
+    void *(*alloc)(void *ctx, size_t size);
+    void (*free)(void *ctx, void *ptr, size_t size);
+} mt_pyarena_allocator_t;
+
+/* Fills *wrapped with the counting wrapper of orig (copied). existing: the
+ * bytes of the arenas that exist already, less the blocks allocated in
+ * them (objects from before tracing, which the traced heap lacks). Returns 0 or MT_EINVAL. Call
+ * with the GIL held (CPython calls the arena allocator with it). */
+MT_EXTERN int mt_tracer_pyarena_wrap(const mt_pyarena_allocator_t *orig,
+                                     uint64_t existing,
+                                     mt_pyarena_allocator_t *wrapped);
+
 /* ---- Tracing at run time ---------------------------------------------------
  * For a process not started by `memtrace run` (memtrace.Tracker): dlopen
  * this library, then mt_tracer_start() redirects the allocation functions

@@ -22,7 +22,7 @@ MEMTRACE = os.path.join(BUILD, "memtrace")
 
 CONTRACT_COMMANDS = ["run", "summary", "stats", "report", "flamegraph",
                      "table", "tree", "diff", "rss", "stages", "export"]
-NOT_YET = ["rss"]
+NOT_YET = []
 
 # ---- a tiny capture writer -------------------------------------------------
 # The format's constants and encoders (varints, zigzag, LZ4 frames with their
