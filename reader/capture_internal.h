@@ -40,6 +40,9 @@ struct mt_capture_s {
     size_t pycode_count, pycode_cap; /* ids 1..pycode_count are defined */
     char *python_version;            /* owned; header.python_version */
 
+    int64_t *children;         /* CHILD pids, in order; owned */
+    size_t child_count, child_cap;
+
     mt_symbolizer_t *symbolizer; /* created on first mt_capture_frames() */
 };
 
