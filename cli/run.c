@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -442,6 +443,58 @@ static int find_python_package(char *out, size_t cap)
     return -1;
 }
 
+/* The flags of memtrace's Python side (the launcher, the start-up hook). */
+static void set_python_flags(const run_opts_t *o)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s%s%s", o->native ? "native," : "",
+             o->python_allocators ? "pyalloc," : "", o->quiet ? "quiet," : "");
+    setenv("MEMTRACE_PY_FLAGS", buf, 1);
+}
+
+/* --follow-fork: the Python programs the program starts get memtrace's
+ * start-up hook (python/memtrace/_startup/sitecustomize.py) through the
+ * tracer, which hands it to them on PYTHONPATH (tracer/spawn.c). The
+ * tracer drops these variables from the program's own environment. */
+static void set_follow_env(const run_opts_t *o, const char *pkg)
+{
+    char hook[PATH_MAX + 32];
+    if (pkg[0] && (size_t)snprintf(hook, sizeof hook, "%s/memtrace/_startup", pkg) <
+                      sizeof hook)
+        setenv("MEMTRACE_PY_HOOK", hook, 1);
+    if (!o->python_mode)
+        set_python_flags(o); /* for the children; the root is not Python */
+}
+
+/* --follow-fork: after the program, its descendants still running (a
+ * multiprocessing forkserver or resource tracker ends just after it) are
+ * waited for, so that every capture is complete when memtrace run returns.
+ * memtrace run is their subreaper: orphans become its children. */
+static void wait_descendants(int quiet)
+{
+    int said = 0;
+    for (int waited_ms = 0;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, said ? 0 : WNOHANG);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid < 0)
+            return; /* ECHILD: none left */
+        if (pid > 0)
+            continue;
+        if (waited_ms >= 2000 && !said) {
+            if (!quiet)
+                fprintf(stderr, "memtrace: waiting for the program's child "
+                                "processes to exit (their captures are not "
+                                "complete until then)\n");
+            said = 1;
+            continue;
+        }
+        usleep(10000);
+        waited_ms += 10;
+    }
+}
+
 /* Python mode: the package goes first on PYTHONPATH for the launcher,
  * which puts PYTHONPATH back as it was (MEMTRACE_PY_PATH_ORIG, unset when
  * there was none) and reads its flags from MEMTRACE_PY_FLAGS. */
@@ -457,9 +510,7 @@ static void set_python_env(const run_opts_t *o, const char *pkg)
         unsetenv("MEMTRACE_PY_PATH_ORIG");
         setenv("PYTHONPATH", pkg, 1);
     }
-    snprintf(buf, sizeof buf, "%s%s", o->native ? "native," : "",
-             o->python_allocators ? "pyalloc," : "");
-    setenv("MEMTRACE_PY_FLAGS", buf, 1);
+    set_python_flags(o);
 }
 
 static int wait_status(pid_t pid)
@@ -514,10 +565,13 @@ int mt__cmd_run(int argc, char **argv)
     }
 
     char pkg[PATH_MAX] = "";
-    if (o.python_mode && find_python_package(pkg, sizeof pkg) != 0) {
-        fprintf(stderr, "memtrace run: cannot find memtrace's Python package "
-                        "next to the memtrace binary\n");
-        return 2;
+    if ((o.python_mode || o.follow_fork) && find_python_package(pkg, sizeof pkg) != 0) {
+        if (o.python_mode) {
+            fprintf(stderr, "memtrace run: cannot find memtrace's Python package "
+                            "next to the memtrace binary\n");
+            return 2;
+        }
+        pkg[0] = 0; /* Python children get native stacks only */
     }
 
     /* The capture path, absolute (the program may chdir). */
@@ -545,6 +599,8 @@ int mt__cmd_run(int argc, char **argv)
         free(av);
         return 2;
     }
+    if (o.follow_fork)
+        prctl(PR_SET_CHILD_SUBREAPER, 1);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -558,6 +614,8 @@ int mt__cmd_run(int argc, char **argv)
         set_argv_env(&o, python);
         if (o.python_mode)
             set_python_env(&o, pkg);
+        if (o.follow_fork)
+            set_follow_env(&o, pkg);
         execv(prog, av);
         int err = errno;
         ssize_t w = write(errpipe[1], &err, sizeof err);
@@ -577,6 +635,8 @@ int mt__cmd_run(int argc, char **argv)
     ssize_t got = read(errpipe[0], &exec_err, sizeof exec_err);
     close(errpipe[0]);
     int status = wait_status(pid);
+    if (o.follow_fork)
+        wait_descendants(o.quiet);
     if (got == (ssize_t)sizeof exec_err) {
         fprintf(stderr, "memtrace run: cannot run %s: %s\n", prog, strerror(exec_err));
         unlink(out);
