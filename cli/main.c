@@ -30,7 +30,10 @@ static const char summary_help[] =
     "current_bytes, current_allocations, total_allocations, total_frees,\n"
     "unmatched_frees, total_bytes_allocated, duration_s, peak_rss_bytes,\n"
     "threads, native, python_version (or null), complete, events_lost,\n"
-    "warning (or null), top (site entries as in `memtrace report`).\n";
+    "warning (or null), parent_pid, root_pid, origin (\"root\", \"fork\" or\n"
+    "\"exec\"; null unless recorded with --follow-fork), children (the pids\n"
+    "of the child processes it started, each traced into FILE.<pid> beside\n"
+    "the root's FILE), top (site entries as in `memtrace report`).\n";
 
 static const char report_help[] =
     "usage: memtrace report FILE [--top N] [--leaks | --all-allocations |\n"
