@@ -88,6 +88,8 @@ void mt__bootstrap(void)
     MT_RESOLVE(fexecve, "fexecve");
     MT_RESOLVE(posix_spawn, "posix_spawn");
     MT_RESOLVE(posix_spawnp, "posix_spawnp");
+    MT_RESOLVE(system, "system");
+    MT_RESOLVE(popen, "popen");
     mt__busy = was_busy;
     atomic_store_explicit(&done, 1, memory_order_release);
 }

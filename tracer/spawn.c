@@ -184,8 +184,9 @@ static char *put_pid(char **b, const char *name, pid_t pid)
     return start;
 }
 
-/* Fills out (p->nptr pointers) and buf (p->nbuf bytes). */
-static void env_build(char *const *envp, const env_plan_t *p, char **out, char *buf)
+/* Fills out (p->nptr pointers) and buf (p->nbuf bytes): memtrace's
+ * variables first, then the program's. Returns how many are memtrace's. */
+static size_t env_build(char *const *envp, const env_plan_t *p, char **out, char *buf)
 {
     size_t k = 0;
     char *b = buf;
@@ -203,10 +204,12 @@ static void env_build(char *const *envp, const env_plan_t *p, char **out, char *
         out[k++] = put_pid(&b, MT_ENV_EXEC_PID, p->exec_pid);
     for (int i = 0; i < cfg.nfixed; i++)
         out[k++] = cfg.fixed[i];
+    size_t ours = k;
     for (size_t i = 0; envp && envp[i]; i++)
         if (!ours_to_replace(envp[i]))
             out[k++] = envp[i];
     out[k] = NULL;
+    return ours;
 }
 
 /* Environments up to this size are built on the stack. */
@@ -387,6 +390,95 @@ MT_EXPORT int posix_spawnp(pid_t *pid, const char *file,
     ENSURE_REAL(posix_spawnp);
     spawn_args_t a = {1, pid, file, actions, attr, argv};
     return spawn(&a, envp);
+}
+
+/* ---- system and popen ------------------------------------------------------
+ * The C library starts their shell itself, with the environment of the
+ * moment, out of reach of the hooks above. So the command is handed to a
+ * shell that first execs a traced shell with memtrace's settings, and that
+ * one runs the command (as "sh -c -- COMMAND", like the C library does):
+ *     NAME='value'... exec /bin/sh -c -- 'COMMAND' sh
+ * The exit status, signals and the shell's process are the same; the
+ * traced shell's capture names this process as its parent, but the pid is
+ * not known here, so this capture has no CHILD record for it. */
+
+/* Appends s in single quotes (' as '\''); returns the new end. */
+static char *put_quoted(char *q, const char *s)
+{
+    *q++ = '\'';
+    for (; *s; s++) {
+        if (*s == '\'') {
+            memcpy(q, "'\\''", 4);
+            q += 4;
+        } else {
+            *q++ = *s;
+        }
+    }
+    *q++ = '\'';
+    return q;
+}
+
+/* The wrapped command, in mt__real.malloc memory, or NULL (then the
+ * command runs as given, untraced). */
+static char *shell_wrap(const char *command)
+{
+    env_plan_t plan;
+    env_plan(environ, getpid(), 0, &plan);
+    size_t words = plan.nptr + (plan.nbuf + sizeof(char *) - 1) / sizeof(char *);
+    char **vars = mt__real.malloc(words * sizeof(char *));
+    if (!vars)
+        return NULL;
+    size_t ours = env_build(environ, &plan, vars, (char *)(vars + plan.nptr));
+    size_t need = 4 * strlen(command) + 64;
+    for (size_t i = 0; i < ours; i++)
+        need += 4 * strlen(vars[i]) + 4;
+    char *out = mt__real.malloc(need), *q = out;
+    if (out) {
+        for (size_t i = 0; i < ours; i++) {
+            const char *eq = strchr(vars[i], '=');
+            memcpy(q, vars[i], (size_t)(eq - vars[i]) + 1);
+            q = put_quoted(q + (eq - vars[i]) + 1, eq + 1);
+            *q++ = ' ';
+        }
+        q = put(q, "exec /bin/sh -c -- ");
+        q = put_quoted(q, command);
+        q = put(q, " sh");
+        *q = 0;
+    }
+    mt__real.free(vars);
+    return out;
+}
+
+MT_EXPORT int system(const char *command)
+{
+    ENSURE_REAL(system);
+    if (!cfg.on || !command || mt__busy)
+        return mt__real.system(command);
+    int was_busy = mt__busy;
+    mt__busy = 1; /* our allocations are not the program's */
+    char *wrapped = shell_wrap(command);
+    mt__busy = was_busy;
+    int rc = mt__real.system(wrapped ? wrapped : command);
+    int saved = errno;
+    mt__real.free(wrapped);
+    errno = saved;
+    return rc;
+}
+
+MT_EXPORT FILE *popen(const char *command, const char *type)
+{
+    ENSURE_REAL(popen);
+    if (!cfg.on || !command || mt__busy)
+        return mt__real.popen(command, type);
+    int was_busy = mt__busy;
+    mt__busy = 1;
+    char *wrapped = shell_wrap(command);
+    mt__busy = was_busy;
+    FILE *f = mt__real.popen(wrapped ? wrapped : command, type);
+    int saved = errno;
+    mt__real.free(wrapped);
+    errno = saved;
+    return f;
 }
 
 /* ---- exec ----------------------------------------------------------------

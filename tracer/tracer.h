@@ -54,6 +54,8 @@ struct mt_real_fns {
                        char *const[], char *const[]);
     int (*posix_spawnp)(pid_t *, const char *, const void *, const void *,
                         char *const[], char *const[]);
+    int (*system)(const char *);
+    struct _IO_FILE *(*popen)(const char *, const char *);
 };
 extern struct mt_real_fns mt__real;
 

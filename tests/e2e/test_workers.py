@@ -84,10 +84,10 @@ class FollowTest:
     def capture_of(self, pid, root):
         return self.out if pid == root else f"{self.out}.{pid}"
 
-    def check_tree(self):
+    def check_tree(self, unlisted=()):
         """Every capture of the run reads and is complete; each child's
-        traced parent lists it, up to the root; no process is left. Returns
-        {pid: summary}."""
+        traced parent lists it (but the pids in unlisted), up to the root;
+        no process is left. Returns {pid: summary}."""
         root = summary(self.out)
         self.assertEqual((root["origin"], root["root_pid"], root["parent_pid"]),
                          ("root", root["pid"], None))
@@ -108,7 +108,9 @@ class FollowTest:
                 continue
             parent = s["parent_pid"]
             self.assertIn(parent, sums, f"the parent of {pid} has no capture")
-            self.assertIn(pid, sums[parent]["children"], f"{parent} does not list {pid}")
+            if pid not in unlisted:
+                self.assertIn(pid, sums[parent]["children"],
+                              f"{parent} does not list {pid}")
         for s in sums.values():
             for kid in s["children"]:
                 self.assertFalse(alive(kid), f"child {kid} of {s['pid']} still runs")
@@ -252,6 +254,38 @@ class NativeChildren(FollowTest, unittest.TestCase):
 
     def test_execl(self):
         self.run_spawner("execl")
+
+    def run_through_shell(self, mode):
+        """system() and popen(): the C library starts the shell itself, so
+        the parent cannot list it; the shell's capture names the parent,
+        and the children the shell starts are listed by it."""
+        self.run_follow(["--", prog("spawner"), mode])
+        root = summary(self.out)["pid"]
+        shells = {}
+        for name in os.listdir(self.tmp):
+            if name.startswith("out.bin."):
+                s = summary(os.path.join(self.tmp, name))
+                if s["parent_pid"] == root:
+                    shells[s["pid"]] = s
+        self.assertEqual(len(shells), 2, shells)
+        self.assertEqual(summary(self.out)["children"], [])
+        sums = self.check_tree(unlisted=set(shells))
+        got = []
+        for pid, s in sums.items():
+            if pid == root:
+                continue
+            rep = leaks(f"{self.out}.{pid}")
+            sites = {e["site"]["function"]: (e["bytes"], e["count"]) for e in rep["top"]}
+            if "child_alloc" in sites:
+                got.append(sites["child_alloc"])
+                self.assertTrue(pid in shells or s["parent_pid"] in shells)
+        self.assertEqual(sorted(got), [(1_000_000, 1), (1_000_001, 1)])
+
+    def test_system(self):
+        self.run_through_shell("system")
+
+    def test_popen(self):
+        self.run_through_shell("popen")
 
     def test_without_follow_fork_children_are_not_traced(self):
         cp = subprocess.run([MEMTRACE, "run", "-q", "-o", self.out, "--",

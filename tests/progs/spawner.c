@@ -3,7 +3,9 @@
  *
  *   spawner MODE   starts 2 children with MODE (posix_spawn, posix_spawnp,
  *                  vfork, fork-exec, execl), waits for them, and prints
- *                  their pids, one per line, in the order of their tasks
+ *                  their pids, one per line, in the order of their tasks;
+ *                  or runs them through the shell with system or popen
+ *                  (their pids are not known: it prints nothing)
  *   spawner child I    malloc(1000000 + I) in child_alloc, kept to the end
  *
  * fork-exec forks, allocates in the forked copy, then execs: the copy's
@@ -68,6 +70,17 @@ static pid_t start(const char *mode, const char *self, int i)
     return pid;
 }
 
+/* system / popen: "SELF child I" through the shell; 0 when it ran. */
+static int through_shell(const char *mode, const char *self, int i)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "'%s' child %d", self, i);
+    if (strcmp(mode, "system") == 0)
+        return system(cmd) == 0 ? 0 : -1;
+    FILE *f = popen(cmd, "r");
+    return f && pclose(f) == 0 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "child") == 0) {
@@ -81,6 +94,12 @@ int main(int argc, char **argv)
     if (n <= 0)
         return 2;
     self[n] = 0;
+    if (strcmp(argv[1], "system") == 0 || strcmp(argv[1], "popen") == 0) {
+        for (int i = 0; i < 2; i++)
+            if (through_shell(argv[1], self, i) != 0)
+                return 4;
+        return 0;
+    }
     pid_t pids[2];
     for (int i = 0; i < 2; i++)
         if ((pids[i] = start(argv[1], self, i)) <= 0)
