@@ -191,9 +191,12 @@ class PythonWorkers(FollowTest):
                                env=env, timeout=60, check=True)
         want = json.loads(plain.stdout)
         got = json.loads(self.run_follow(["--python", self.PYTHON, probe], env=env).stdout)
-        for who in ("parent", "child", "own_env"):
+        # python -S runs no sitecustomize: the tracer itself takes PYTHONPATH
+        # back, and the child is traced with native stacks.
+        for who in ("parent", "child", "own_env", "no_site"):
             self.assertEqual(got[who]["env"], {"PYTHONPATH": "/nonexistent-dir"}, who)
             self.assertEqual(got[who]["path"], [], who)
+        self.assertTrue(os.path.exists(f"{self.out}.{got['no_site']['pid']}"))
         for who in ("child", "own_env"):
             self.assertEqual(got[who]["memtrace_modules"], [], who)
             if want[who]["sitecustomize"]:  # the system's must still run

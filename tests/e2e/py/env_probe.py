@@ -18,8 +18,8 @@ def probe():
     }
 
 
-def child(env=None):
-    cp = subprocess.run([sys.executable, __file__, "child"], env=env,
+def child(env=None, flags=()):
+    cp = subprocess.run([sys.executable, *flags, __file__, "child"], env=env,
                         stdout=subprocess.PIPE, check=True)
     return json.loads(cp.stdout)
 
@@ -30,4 +30,5 @@ if __name__ == "__main__":
         print(json.dumps(probe()))
     else:
         print(json.dumps({"parent": probe(), "child": child(),
-                          "own_env": child(dict(os.environ, PROBE="1"))}))
+                          "own_env": child(dict(os.environ, PROBE="1")),
+                          "no_site": child(flags=["-S"])}))
