@@ -208,6 +208,30 @@ class PythonWorkers(FollowTest):
         self.check_tree()
 
 
+    def test_tracker_follow_fork_lists_its_child(self):
+        """memtrace.Tracker(follow_fork=True), in a program memtrace run
+        did not start: the forked child writes FILE.<pid>, the parent's
+        capture lists it."""
+        code = ("import memtrace, os, sys\n"
+                "with memtrace.Tracker(sys.argv[1], follow_fork=True):\n"
+                "    pid = os.fork()\n"
+                "    if pid == 0:\n"
+                "        keep = bytearray(1_500_000)\n"
+                "        os._exit(0)\n"
+                "    os.waitpid(pid, 0)\n"
+                "print(pid)\n")
+        cp = subprocess.run([self.PYTHON, "-c", code, self.out], capture_output=True,
+                            text=True, timeout=60, check=True,
+                            env=base_env(PYTHONPATH=os.path.join(BUILD, "python")))
+        pid = int(cp.stdout)
+        self.assertEqual(summary(self.out)["children"], [pid])
+        child = summary(f"{self.out}.{pid}")
+        self.assertEqual((child["parent_pid"], child["origin"]),
+                         (summary(self.out)["pid"], "fork"))
+        self.assertEqual(at_line(leaks(f"{self.out}.{pid}"), "<string>", 5)[:2],
+                         (1_500_001, 1))
+
+
 def interpreters():
     """[(kind, path, version)] from <build>/python/interpreters.txt."""
     path = os.path.join(BUILD, "python", "interpreters.txt")
