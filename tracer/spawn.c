@@ -271,7 +271,9 @@ static void exec_ids(pid_t *parent, pid_t *exec_pid)
 
 void mt__note_child(pid_t pid)
 {
-    if (!mt__g.follow_fork || pid <= 0 || !atomic_load(&mt__g.active))
+    /* mt__busy: a signal handler that forks interrupted the tracer on this
+     * thread, maybe holding defs_lock; the record is given up. */
+    if (!mt__g.follow_fork || pid <= 0 || !atomic_load(&mt__g.active) || mt__busy)
         return;
     int saved = errno, was_busy = mt__busy;
     mt__busy = 1;
