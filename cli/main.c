@@ -32,7 +32,10 @@ static const char summary_help[] =
     "threads, native, python_version (or null), complete, events_lost,\n"
     "warning (or null), aggregate (recorded with --aggregate), checkpoint_s\n"
     "(the time of the checkpoint an aggregate capture's numbers come from, or\n"
-    "null), top (site entries as in `memtrace report`).\n";
+    "null), parent_pid, root_pid, origin (\"root\", \"fork\" or\n"
+    "\"exec\"; null unless recorded with --follow-fork), children (the pids\n"
+    "of the child processes it started, each traced into FILE.<pid> beside\n"
+    "the root's FILE), top (site entries as in `memtrace report`).\n";
 
 static const char report_help[] =
     "usage: memtrace report FILE [--top N] [--leaks | --all-allocations |\n"

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,8 +49,9 @@ static const char run_usage[] =
     "      --native               record native frames too (always on for\n"
     "                             native programs)\n"
     "      --trace-python-allocators  also record PyMem/PyObject allocations\n"
-    "      --follow-fork          trace forked and exec'd children too, each\n"
-    "                             into FILE.<pid>\n"
+    "      --follow-fork          trace child processes too (fork, multiprocessing,\n"
+    "                             subprocess, exec, posix_spawn), each into\n"
+    "                             FILE.<pid>; waits for the last of them\n"
     "      --python PATH          interpreter for -m, -c and scripts\n"
     "                             (default: python3 on PATH)\n"
     "      --rss-interval MS      RSS sampling interval (default 10)\n"
@@ -530,6 +532,58 @@ static int find_python_package(char *out, size_t cap)
     return -1;
 }
 
+/* The flags of memtrace's Python side (the launcher, the start-up hook). */
+static void set_python_flags(const run_opts_t *o)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s%s%s", o->native ? "native," : "",
+             o->python_allocators ? "pyalloc," : "", o->quiet ? "quiet," : "");
+    setenv("MEMTRACE_PY_FLAGS", buf, 1);
+}
+
+/* --follow-fork: the Python programs the program starts get memtrace's
+ * start-up hook (python/memtrace/_startup/sitecustomize.py) through the
+ * tracer, which hands it to them on PYTHONPATH (tracer/spawn.c). The
+ * tracer drops these variables from the program's own environment. */
+static void set_follow_env(const run_opts_t *o, const char *pkg)
+{
+    char hook[PATH_MAX + 32];
+    if (pkg[0] && (size_t)snprintf(hook, sizeof hook, "%s/memtrace/_startup", pkg) <
+                      sizeof hook)
+        setenv("MEMTRACE_PY_HOOK", hook, 1);
+    if (!o->python_mode)
+        set_python_flags(o); /* for the children; the root is not Python */
+}
+
+/* --follow-fork: after the program, its descendants still running (a
+ * multiprocessing forkserver or resource tracker ends just after it) are
+ * waited for, so that every capture is complete when memtrace run returns.
+ * memtrace run is their subreaper: orphans become its children. */
+static void wait_descendants(int quiet)
+{
+    int said = 0;
+    for (int waited_ms = 0;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, said ? 0 : WNOHANG);
+        if (pid < 0 && errno == EINTR)
+            continue;
+        if (pid < 0)
+            return; /* ECHILD: none left */
+        if (pid > 0)
+            continue;
+        if (waited_ms >= 2000 && !said) {
+            if (!quiet)
+                fprintf(stderr, "memtrace: waiting for the program's child "
+                                "processes to exit (their captures are not "
+                                "complete until then)\n");
+            said = 1;
+            continue;
+        }
+        usleep(10000);
+        waited_ms += 10;
+    }
+}
+
 /* Python mode: the package goes first on PYTHONPATH for the launcher,
  * which puts PYTHONPATH back as it was (MEMTRACE_PY_PATH_ORIG, unset when
  * there was none) and reads its flags from MEMTRACE_PY_FLAGS. */
@@ -545,9 +599,7 @@ static void set_python_env(const run_opts_t *o, const char *pkg)
         unsetenv("MEMTRACE_PY_PATH_ORIG");
         setenv("PYTHONPATH", pkg, 1);
     }
-    snprintf(buf, sizeof buf, "%s%s", o->native ? "native," : "",
-             o->python_allocators ? "pyalloc," : "");
-    setenv("MEMTRACE_PY_FLAGS", buf, 1);
+    set_python_flags(o);
 }
 
 /* Waits for the program; *maxrss gets its peak RSS in bytes (ru_maxrss
@@ -610,10 +662,13 @@ int mt__cmd_run(int argc, char **argv)
     }
 
     char pkg[PATH_MAX] = "";
-    if (o.python_mode && find_python_package(pkg, sizeof pkg) != 0) {
-        fprintf(stderr, "memtrace run: cannot find memtrace's Python package "
-                        "next to the memtrace binary\n");
-        return 2;
+    if ((o.python_mode || o.follow_fork) && find_python_package(pkg, sizeof pkg) != 0) {
+        if (o.python_mode) {
+            fprintf(stderr, "memtrace run: cannot find memtrace's Python package "
+                            "next to the memtrace binary\n");
+            return 2;
+        }
+        pkg[0] = 0; /* Python children get native stacks only */
     }
 
     /* The capture path, absolute (the program may chdir). */
@@ -641,6 +696,8 @@ int mt__cmd_run(int argc, char **argv)
         free(av);
         return 2;
     }
+    if (o.follow_fork)
+        prctl(PR_SET_CHILD_SUBREAPER, 1);
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -654,6 +711,8 @@ int mt__cmd_run(int argc, char **argv)
         set_argv_env(&o, python);
         if (o.python_mode)
             set_python_env(&o, pkg);
+        if (o.follow_fork)
+            set_follow_env(&o, pkg);
         execv(prog, av);
         int err = errno;
         ssize_t w = write(errpipe[1], &err, sizeof err);
@@ -675,6 +734,8 @@ int mt__cmd_run(int argc, char **argv)
     uint64_t maxrss;
     int killed;
     int status = wait_status(pid, &maxrss, &killed);
+    if (o.follow_fork)
+        wait_descendants(o.quiet);
     if (got == (ssize_t)sizeof exec_err) {
         fprintf(stderr, "memtrace run: cannot run %s: %s\n", prog, strerror(exec_err));
         unlink(out);

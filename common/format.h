@@ -36,7 +36,17 @@ enum mt_header_tag {
     MT_HDR_RSS_INTERVAL = 9,   /* varint, ms */
     MT_HDR_PYTHON_VERSION = 10,/* bytes, e.g. "3.11.7" */
     MT_HDR_PARENT_PID = 11,    /* varint: the traced parent, for FILE.<pid> */
+    MT_HDR_ROOT_PID = 12,      /* varint: the process `memtrace run` started */
+    MT_HDR_ORIGIN = 13,        /* varint MT_ORIGIN_*: how this process began */
     MT_HDR_CHECKPOINT_INTERVAL = 14, /* varint, ms: aggregate captures */
+};
+
+/* MT_HDR_ORIGIN values. */
+enum mt_origin {
+    MT_ORIGIN_ROOT = 0, /* the process `memtrace run` (or a Tracker) traced */
+    MT_ORIGIN_FORK = 1, /* a forked copy of a traced parent: it inherited the
+                           parent's heap, which its capture does not list */
+    MT_ORIGIN_EXEC = 2, /* a program a traced parent started (exec, spawn) */
 };
 
 /* ---- Blocks ------------------------------------------------------------- */
@@ -64,7 +74,8 @@ enum mt_def_type {
     MT_DEF_TRAILER = 6,       /* varint ns, varint peak rss, varint events,
                                  varint flags */
     MT_DEF_NOTE = 7,          /* str message from the tracer */
-    MT_DEF_CHILD = 8,         /* varint pid of a forked child that is traced */
+    MT_DEF_CHILD = 8,         /* varint pid of a child process this process
+                                 started (fork, vfork, clone, posix_spawn) */
     MT_DEF_PYTHON = 9,        /* str version, varint flags (MT_PYTHON_*):
                                  Python frames follow */
     MT_DEF_PYCODE = 10,       /* varint id, str qualified name, str file,

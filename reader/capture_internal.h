@@ -47,6 +47,8 @@ struct mt_capture_s {
     mt_stage_t *stages;
     size_t stage_count, stage_cap;
     mt_stage_totals_t stage_totals;
+    int64_t *children;         /* CHILD pids, in order; owned */
+    size_t child_count, child_cap;
 
     mt_symbolizer_t *symbolizer; /* created on first mt_capture_frames() */
 };

@@ -232,11 +232,12 @@ static int hdr_field(mt_loader_t *ld, char **store, uint64_t tag,
     int is_varint = tag == MT_HDR_PID || tag == MT_HDR_PPID ||
                     tag == MT_HDR_START_REALTIME || tag == MT_HDR_POINTER_SIZE ||
                     tag == MT_HDR_PAGE_SIZE || tag == MT_HDR_RSS_INTERVAL ||
-                    tag == MT_HDR_PARENT_PID;
+                    tag == MT_HDR_PARENT_PID || tag == MT_HDR_ROOT_PID ||
+                    tag == MT_HDR_ORIGIN;
     if (is_varint) {
         x = cur_varint(&c);
         int narrow = tag == MT_HDR_POINTER_SIZE || tag == MT_HDR_PAGE_SIZE ||
-                     tag == MT_HDR_RSS_INTERVAL;
+                     tag == MT_HDR_RSS_INTERVAL || tag == MT_HDR_ORIGIN;
         if (c.bad || (narrow && x > UINT32_MAX))
             return mt__load_error(ld, MT_ECORRUPT,
                                   "corrupt header: bad value of field %llu at "
@@ -247,6 +248,8 @@ static int hdr_field(mt_loader_t *ld, char **store, uint64_t tag,
     case MT_HDR_PID: h->pid = (int64_t)x; break;
     case MT_HDR_PPID: h->ppid = (int64_t)x; break;
     case MT_HDR_PARENT_PID: h->parent_pid = (int64_t)x; break;
+    case MT_HDR_ROOT_PID: h->root_pid = (int64_t)x; break;
+    case MT_HDR_ORIGIN: h->origin = (int)x; break;
     case MT_HDR_START_REALTIME: h->start_realtime_ns = x; break;
     case MT_HDR_POINTER_SIZE: h->pointer_size = (unsigned)x; break;
     case MT_HDR_PAGE_SIZE: h->page_size = (unsigned)x; break;
@@ -484,6 +487,23 @@ static char *dup_str(const uint8_t *p, size_t n)
     return s;
 }
 
+/* CHILD: a child process started by the traced one. */
+static int add_child(mt_capture_t *cap, uint64_t pid)
+{
+    if (pid > INT64_MAX)
+        return 0;
+    if (cap->child_count == cap->child_cap) {
+        size_t nc = cap->child_cap ? cap->child_cap * 2 : 16;
+        int64_t *c = realloc(cap->children, nc * sizeof(*c));
+        if (!c)
+            return MT_ENOMEM;
+        cap->children = c;
+        cap->child_cap = nc;
+    }
+    cap->children[cap->child_count++] = (int64_t)pid;
+    return 0;
+}
+
 /* PYTHON: a frame walker was attached; the stacks that follow are Python
  * (merged with native ones when its flags say native). */
 static int def_python(mt_loader_t *ld, mt_cur_t *c, uint64_t off)
@@ -663,9 +683,12 @@ static int def_record(mt_loader_t *ld, unsigned type, mt_cur_t *c,
                       (const char *)msg);
         return 0;
     }
-    case MT_DEF_CHILD:
-        (void)cur_varint(c);
-        return c->bad ? def_corrupt(ld, "child record cut short", off) : 0;
+    case MT_DEF_CHILD: {
+        uint64_t pid = cur_varint(c);
+        if (c->bad)
+            return def_corrupt(ld, "child record cut short", off);
+        return add_child(ld->cap, pid);
+    }
     case MT_DEF_PYTHON:
         return def_python(ld, c, off);
     case MT_DEF_PYCODE:
@@ -1043,6 +1066,7 @@ void mt_capture_free(mt_capture_t *cap)
     for (size_t i = 0; i < cap->stage_count; i++)
         free((char *)cap->stages[i].name);
     free(cap->stages);
+    free(cap->children);
     free(cap->python_version);
     free(cap->warning);
     free(cap->path);
@@ -1062,6 +1086,12 @@ const mt_totals_t *mt_capture_totals(const mt_capture_t *cap)
 const char *mt_capture_path(const mt_capture_t *cap)
 {
     return cap->path;
+}
+
+const int64_t *mt_capture_children(const mt_capture_t *cap, size_t *count)
+{
+    *count = cap->child_count;
+    return cap->children;
 }
 
 const char *mt_capture_warning(const mt_capture_t *cap)

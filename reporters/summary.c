@@ -11,7 +11,14 @@
  *    "peak_rss_bytes": int, "threads": int, "native": bool,
  *    "python_version": str|null, "complete": bool, "events_lost": bool,
  *    "warning": str|null, "aggregate": bool, "checkpoint_s": float|null,
+ *    "parent_pid": int|null, "root_pid": int|null, "origin": str|null,
+ *    "children": [int...],
  *    "top": [site entry as in `memtrace report`, at most 5]}
+ * The process fields describe a --follow-fork run (null otherwise):
+ * parent_pid names the traced parent of a child's capture FILE.<pid>,
+ * root_pid the process `memtrace run` started, origin is "root", "fork" or
+ * "exec", and children lists the child processes this one started (each
+ * writes FILE.<pid> beside the root's FILE).
  * "native" is true when the stacks are native (header flag
  * MT_FLAG_NATIVE_STACKS); "complete" when the capture ends with its
  * trailer (the program finished cleanly). "aggregate" when the capture was
@@ -22,6 +29,42 @@
 
 #include "common/format.h"
 #include "report_util.h"
+
+static const char *origin_name(int origin)
+{
+    switch (origin) {
+    case MT_ORIGIN_ROOT: return "root";
+    case MT_ORIGIN_FORK: return "fork";
+    case MT_ORIGIN_EXEC: return "exec";
+    default: return "unknown";
+    }
+}
+
+static void json_pid_or_null(mt_json_t *j, const char *key, int64_t pid)
+{
+    mt__json_key(j, key);
+    if (pid > 0)
+        mt__json_int(j, pid);
+    else
+        mt__json_string(j, NULL);
+}
+
+/* The process tree fields (--follow-fork). */
+static void process_json(mt_json_t *j, const mt_header_t *h, const mt_capture_t *cap)
+{
+    int follow = (h->flags & MT_FLAG_FOLLOW_FORK) != 0;
+    json_pid_or_null(j, "parent_pid", h->parent_pid);
+    json_pid_or_null(j, "root_pid", h->root_pid);
+    mt__json_key(j, "origin");
+    mt__json_string(j, follow && h->root_pid > 0 ? origin_name(h->origin) : NULL);
+    size_t n;
+    const int64_t *kids = mt_capture_children(cap, &n);
+    mt__json_key(j, "children");
+    mt__json_begin_array_compact(j);
+    for (size_t i = 0; i < n; i++)
+        mt__json_int(j, kids[i]);
+    mt__json_end_array(j);
+}
 
 static void summary_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
 {
@@ -77,6 +120,7 @@ static void summary_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
         mt__json_double(&j, (double)t->checkpoint_ns / 1e9);
     else
         mt__json_string(&j, NULL);
+    process_json(&j, h, cap);
     mt__json_key(&j, "top");
     mt__json_site_list(&j, sites, MT_SUMMARY_TOP);
     mt__json_end_object(&j);
@@ -140,6 +184,20 @@ static void summary_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     fprintf(out, "%s\n", mt_format_size(t->peak_rss_bytes, b, sizeof b));
     label(out, "Threads:");
     fprintf(out, "%" PRIu64 "\n", t->threads);
+    if (h->parent_pid > 0) {
+        label(out, "Parent:");
+        fprintf(out, "pid %" PRId64 " (this is a child's capture)\n", h->parent_pid);
+    }
+    size_t nkids;
+    const int64_t *kids = mt_capture_children(cap, &nkids);
+    if (nkids) {
+        label(out, "Children:");
+        fprintf(out, "%zu (captures %s.<pid>):", nkids,
+                h->parent_pid > 0 ? "<root capture>" : "this capture's name");
+        for (size_t i = 0; i < nkids && i < 20; i++)
+            fprintf(out, " %" PRId64, kids[i]);
+        fputs(nkids > 20 ? " ...\n" : "\n", out);
+    }
     if (t->events_lost)
         fputs("Note: the tracer stopped early; some events are missing.\n",
               out);

@@ -102,6 +102,10 @@ size_t mt_cb_header_bytes(const mt_cb_header_t *hdr, uint8_t *out, size_t cap)
         CB_HDR_VARINT(MT_HDR_PPID, (uint64_t)hdr->ppid);
     if (hdr->parent_pid)
         CB_HDR_VARINT(MT_HDR_PARENT_PID, (uint64_t)hdr->parent_pid);
+    if (hdr->root_pid) {
+        CB_HDR_VARINT(MT_HDR_ROOT_PID, (uint64_t)hdr->root_pid);
+        CB_HDR_VARINT(MT_HDR_ORIGIN, (uint64_t)hdr->origin);
+    }
     if (hdr->start_realtime_ns)
         CB_HDR_VARINT(MT_HDR_START_REALTIME, hdr->start_realtime_ns);
     CB_HDR_VARINT(MT_HDR_POINTER_SIZE, hdr->pointer_size ? hdr->pointer_size : 8);

@@ -40,6 +40,8 @@ typedef struct mt_cb_header_s {
     unsigned flags;                /* MT_FLAG_* (written as is) */
     unsigned version;              /* 0: MT_FORMAT_VERSION */
     int64_t pid, ppid, parent_pid;
+    int64_t root_pid;              /* with origin: --follow-fork fields */
+    int origin;
     uint64_t start_realtime_ns;
     unsigned pointer_size, page_size, rss_interval_ms;
     const char *const *argv;       /* NULL-terminated list, or NULL */

@@ -748,6 +748,7 @@ START_TEST(modules_and_nodes)
     uint32_t k7 = mt_cb_node(b, 0, 0x800001);
     mt_cb_note(b, "hello");
     mt_cb_child(b, 4321);
+    mt_cb_child(b, 4322);
     mt_cb_trailer(b, 1, 1, 0, 0);
     mt_cb_finish(b);
     mt_capture_t *cap = load_ok(path, 0);
@@ -778,6 +779,11 @@ START_TEST(modules_and_nodes)
     ck_assert_uint_eq(n[k6].ip, 0x400010);
     ck_assert_uint_eq(n[k7].module, 2);
     ck_assert_uint_eq(mt_capture_totals(cap)->events, 0);
+    size_t nkids;
+    const int64_t *kids = mt_capture_children(cap, &nkids);
+    ck_assert_uint_eq(nkids, 2);
+    ck_assert_int_eq(kids[0], 4321);
+    ck_assert_int_eq(kids[1], 4322);
     mt_capture_free(cap);
     unlink(path);
 }
@@ -963,7 +969,8 @@ START_TEST(bad_headers)
     static const char *const argv[] = {"python3", "-c", "", "x", NULL};
     h = (mt_cb_header_t){.flags = MT_FLAG_PYTHON, .pid = 5, .argv = argv,
                          .python_version = "3.11.7", .rss_interval_ms = 10,
-                         .parent_pid = 77, .start_realtime_ns = 1ull << 60};
+                         .parent_pid = 77, .root_pid = 70,
+                         .origin = MT_ORIGIN_EXEC, .start_realtime_ns = 1ull << 60};
     n = mt_cb_header_bytes(&h, buf, sizeof buf);
     buf[n++] = 99; /* tag 99 */
     buf[n++] = 2;
@@ -983,6 +990,8 @@ START_TEST(bad_headers)
     ck_assert_str_eq(hh->exe, "");
     ck_assert_uint_eq(hh->rss_interval_ms, 10);
     ck_assert_int_eq(hh->parent_pid, 77);
+    ck_assert_int_eq(hh->root_pid, 70);
+    ck_assert_int_eq(hh->origin, MT_ORIGIN_EXEC);
     ck_assert_uint_eq(hh->start_realtime_ns, 1ull << 60);
     mt_capture_free(cap);
     /* an empty payload: every field absent */

@@ -81,6 +81,15 @@ void mt__bootstrap(void)
     MT_RESOLVE(dlclose, "dlclose");
     MT_RESOLVE(exit_, "_exit");
     MT_RESOLVE(Exit_, "_Exit");
+    MT_RESOLVE(fork, "fork");
+    MT_RESOLVE(clone, "clone");
+    MT_RESOLVE(execve, "execve");
+    MT_RESOLVE(execvpe, "execvpe");
+    MT_RESOLVE(fexecve, "fexecve");
+    MT_RESOLVE(posix_spawn, "posix_spawn");
+    MT_RESOLVE(posix_spawnp, "posix_spawnp");
+    MT_RESOLVE(system, "system");
+    MT_RESOLVE(popen, "popen");
     mt__busy = was_busy;
     atomic_store_explicit(&done, 1, memory_order_release);
 }

@@ -51,34 +51,76 @@ void mt__say(const char *fmt, ...)
     }
 }
 
-/* Environment set by `memtrace run` (cli/run.c). The program must see its
- * environment as it would without memtrace, so these are removed from it
- * at start-up, and LD_PRELOAD is put back as it was (MEMTRACE_LD_PRELOAD,
- * unset when the user had none). With --follow-fork they stay, so that
- * exec'd children are traced too. */
-#define ENV_OUTPUT "MEMTRACE_OUTPUT"
-#define ENV_FOLLOW "MEMTRACE_FOLLOW_FORK"
-#define ENV_RSS "MEMTRACE_RSS_INTERVAL"
-#define ENV_QUIET "MEMTRACE_QUIET"
-#define ENV_FORCE "MEMTRACE_FORCE"
-#define ENV_ROOT "MEMTRACE_ROOT_PID"
-#define ENV_PRELOAD "MEMTRACE_LD_PRELOAD"
-#define ENV_ARGV "MEMTRACE_ARGV"
-#define ENV_AGGREGATE "MEMTRACE_AGGREGATE"
-#define ENV_CHECKPOINT "MEMTRACE_CHECKPOINT_MS"
-
-static void scrub_environment(void)
+/* The environment `memtrace run` set (tracer.h, MT_ENV_*). The program
+ * must see its environment as it would without memtrace, so these are
+ * removed from it at start-up, and LD_PRELOAD is put back as it was
+ * (MEMTRACE_LD_PRELOAD, unset when the user had none). With --follow-fork,
+ * spawn.c keeps a copy and gives them to each program this one executes.
+ *
+ * The Python variables (MT_ENV_PY_*, and PYTHONPATH, which brings
+ * memtrace's launcher or start-up hook) are read by the interpreter after
+ * this constructor: they stay for memtrace's Python code to take back,
+ * unless this process will not run that code. */
+static void scrub_environment(int python_cleans)
 {
-    const char *orig = getenv(ENV_PRELOAD);
+    const char *orig = getenv(MT_ENV_PRELOAD);
     if (orig && orig[0])
         setenv("LD_PRELOAD", orig, 1);
     else
         unsetenv("LD_PRELOAD");
-    const char *vars[] = {ENV_OUTPUT, ENV_FOLLOW, ENV_RSS, ENV_QUIET,
-                          ENV_FORCE, ENV_ROOT, ENV_PRELOAD, ENV_ARGV,
-                          ENV_AGGREGATE, ENV_CHECKPOINT};
+    const char *vars[] = {MT_ENV_OUTPUT, MT_ENV_FOLLOW, MT_ENV_RSS, MT_ENV_QUIET,
+                          MT_ENV_FORCE, MT_ENV_ROOT, MT_ENV_PRELOAD, MT_ENV_ARGV,
+                          MT_ENV_PY_HOOK, MT_ENV_PARENT, MT_ENV_EXEC_PID,
+                          MT_ENV_AGGREGATE, MT_ENV_CHECKPOINT};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
+    if (python_cleans || !getenv(MT_ENV_PY_FLAGS))
+        return;
+    const char *path = getenv(MT_ENV_PY_PATH);
+    if (path)
+        setenv("PYTHONPATH", path, 1);
+    else
+        unsetenv("PYTHONPATH");
+    unsetenv(MT_ENV_PY_PATH);
+    unsetenv(MT_ENV_PY_FLAGS);
+}
+
+/* 1 if this process is a CPython interpreter that will read PYTHONPATH and
+ * import site (so memtrace's launcher or start-up hook runs): not with -E,
+ * -I or -S on its command line. */
+static int python_will_clean(void)
+{
+    if (!dlsym(RTLD_DEFAULT, "Py_BytesMain") && !dlsym(RTLD_DEFAULT, "Py_Main"))
+        return 0;
+    static char args[16 << 10];
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    ssize_t n = read(fd, args, sizeof args - 1);
+    close(fd);
+    if (n <= 0)
+        return 1;
+    args[n] = 0;
+    /* Options come before the script, -c or -m; -W and -X take a value,
+     * attached or as the next argument. */
+    const char *a = args + strlen(args) + 1, *end = args + n;
+    while (a < end && a[0] == '-' && a[1] && strcmp(a, "--") != 0) {
+        int skip_next = strcmp(a, "--check-hash-based-pycs") == 0;
+        for (const char *c = a + 1; a[1] != '-' && *c; c++) {
+            if (*c == 'E' || *c == 'I' || *c == 'S')
+                return 0;
+            if (*c == 'c' || *c == 'm')
+                return 1;
+            if (*c == 'W' || *c == 'X') {
+                skip_next = c[1] == 0;
+                break;
+            }
+        }
+        a += strlen(a) + 1;
+        if (skip_next && a < end)
+            a += strlen(a) + 1;
+    }
+    return 1;
 }
 
 /* Fatal signals: write what can be written, then die as the signal says.
@@ -160,6 +202,7 @@ static void start_tracing(int create_excl)
                 "untraced\n", mt__g.path, strerror(-rc));
         return;
     }
+    mt__g.has_capture = 1;
     atomic_store(&mt__g.active, 1);
     check_malloc_owner();
     install_fatal_handlers();
@@ -189,6 +232,7 @@ static void fork_child(void)
 {
     int was_active = atomic_load(&mt__g.active);
     atomic_store(&mt__g.active, 0);
+    mt__g.has_capture = 0;
     mt__g.threads = NULL;
     mt__g.queue_head = mt__g.queue_tail = NULL;
     mt__g.queue_bytes = 0;
@@ -220,14 +264,20 @@ static void fork_child(void)
     mt__python_reemit_unlocked();
     mt__stack_reemit_unlocked();
     pthread_mutex_unlock(&mt__g.defs_lock);
+    /* The traced parent is the process that forked: getppid() would name
+     * a subreaper if it has exited already. */
+    mt__g.parent_pid = mt__g.pid;
+    mt__g.origin = MT_ORIGIN_FORK;
     mt__g.pid = getpid();
     mt__g.start_ns = mt__now_ns();
     int rc = mt__writer_start(mt__g.path, !mt__g.force);
-    if (rc == 0)
+    if (rc == 0) {
+        mt__g.has_capture = 1;
         atomic_store(&mt__g.active, 1);
-    else
+    } else {
         mt__say("memtrace: cannot write capture %s: %s; child %d runs "
                 "untraced\n", mt__g.path, strerror(-rc), (int)getpid());
+    }
     mt__busy = was_busy;
 }
 
@@ -236,44 +286,56 @@ void mt__install_fork_handlers(void)
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
+static int env_flag(const char *name)
+{
+    const char *v = getenv(name);
+    return v && atoi(v);
+}
+
 __attribute__((constructor)) static void mt_tracer_init(void)
 {
     mt__busy = 1;
     mt__bootstrap();
-    const char *out = getenv(ENV_OUTPUT);
+    const char *out = getenv(MT_ENV_OUTPUT);
     if (!out || !out[0]) {
         mt__busy = 0;
         return; /* loaded without `memtrace run`: stay out of the way */
     }
-    mt__g.follow_fork = getenv(ENV_FOLLOW) && atoi(getenv(ENV_FOLLOW));
-    mt__g.quiet = getenv(ENV_QUIET) && atoi(getenv(ENV_QUIET));
-    mt__g.force = getenv(ENV_FORCE) && atoi(getenv(ENV_FORCE));
-    const char *rss = getenv(ENV_RSS);
+    mt__g.follow_fork = env_flag(MT_ENV_FOLLOW);
+    mt__g.quiet = env_flag(MT_ENV_QUIET);
+    mt__g.force = env_flag(MT_ENV_FORCE);
+    const char *rss = getenv(MT_ENV_RSS);
     mt__g.rss_interval_ms = rss ? (unsigned)atoi(rss) : 10;
     if (mt__g.rss_interval_ms == 0)
         mt__g.rss_interval_ms = 10;
-    mt__g.aggregate = getenv(ENV_AGGREGATE) && atoi(getenv(ENV_AGGREGATE));
-    const char *ckpt = getenv(ENV_CHECKPOINT);
+    mt__g.aggregate = getenv(MT_ENV_AGGREGATE) && atoi(getenv(MT_ENV_AGGREGATE));
+    const char *ckpt = getenv(MT_ENV_CHECKPOINT);
     mt__g.checkpoint_ms = ckpt ? (unsigned)atoi(ckpt) : 0; /* 0: default */
-    const char *root = getenv(ENV_ROOT);
+    const char *root = getenv(MT_ENV_ROOT);
     mt__g.root_pid = root ? (pid_t)atoi(root) : getpid();
 
     /* The root process writes FILE (created empty by `memtrace run`); an
-     * exec'd descendant (only with --follow-fork) writes FILE.<pid>. */
+     * exec'd descendant (only with --follow-fork) writes FILE.<pid>, or
+     * replaces it when this process wrote it before it exec'd. */
     int create_excl = 0;
     if (getpid() == mt__g.root_pid) {
         snprintf(mt__g.path, sizeof mt__g.path, "%s", out);
+        mt__g.origin = MT_ORIGIN_ROOT;
     } else {
         snprintf(mt__g.path, sizeof mt__g.path, "%s.%d", out, (int)getpid());
         create_excl = !mt__g.force;
+        const char *parent = getenv(MT_ENV_PARENT), *replaces = getenv(MT_ENV_EXEC_PID);
+        mt__g.parent_pid = parent ? (pid_t)atoi(parent) : getppid();
+        mt__g.origin = MT_ORIGIN_EXEC;
+        if (replaces && atoi(replaces) == (int)getpid() && create_excl)
+            unlink(mt__g.path); /* ours: a new file rather than a truncated one */
     }
     pthread_key_create(&mt__g.thread_key, mt__thread_exit);
     mt__install_fork_handlers();
+    if (mt__g.follow_fork)
+        mt__spawn_init();
     start_tracing(create_excl); /* reads MEMTRACE_ARGV for the header */
-    if (!mt__g.follow_fork)
-        scrub_environment();
-    else
-        unsetenv(ENV_ARGV); /* only the root process uses it */
+    scrub_environment(python_will_clean());
     mt__busy = 0;
 }
 

@@ -37,7 +37,7 @@ static int runtime_mode;           /* patch_lock: tracing started at run time */
 static const char *const hooked_names[] = {
     "malloc", "free", "calloc", "realloc", "reallocarray", "posix_memalign",
     "aligned_alloc", "memalign", "valloc", "pvalloc", "mmap", "mmap64",
-    "munmap", "mremap", "dlopen", "dlclose", "_exit", "_Exit",
+    "munmap", "mremap", "dlopen", "dlclose", "_exit", "_Exit", "fork",
     "dlsym", "dlvsym",
 };
 #define NHOOKED (sizeof hooked_names / sizeof hooked_names[0])

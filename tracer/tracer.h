@@ -44,6 +44,18 @@ struct mt_real_fns {
     int (*dlclose)(void *);
     void (*exit_)(int) __attribute__((noreturn));
     void (*Exit_)(int) __attribute__((noreturn));
+    /* spawn.c: starting children (--follow-fork). */
+    pid_t (*fork)(void);
+    int (*clone)(int (*)(void *), void *, int, void *, ...);
+    int (*execve)(const char *, char *const[], char *const[]);
+    int (*execvpe)(const char *, char *const[], char *const[]);
+    int (*fexecve)(int, char *const[], char *const[]);
+    int (*posix_spawn)(pid_t *, const char *, const void *, const void *,
+                       char *const[], char *const[]);
+    int (*posix_spawnp)(pid_t *, const char *, const void *, const void *,
+                        char *const[], char *const[]);
+    int (*system)(const char *);
+    struct _IO_FILE *(*popen)(const char *, const char *);
 };
 extern struct mt_real_fns mt__real;
 
@@ -270,6 +282,9 @@ struct mt_tracer {
     unsigned checkpoint_ms;      /* --aggregate: checkpoint interval */
     pid_t pid;
     pid_t root_pid;
+    pid_t parent_pid;            /* the traced parent, 0 for the root */
+    unsigned origin;             /* MT_ORIGIN_*: how this process began */
+    int has_capture;             /* this process's own capture was opened */
     uint64_t start_ns;           /* CLOCK_MONOTONIC at start */
 
     /* Thread registry: list of mt_thread_t, next index. */
@@ -328,6 +343,37 @@ extern struct mt_tracer mt__g;
 extern __thread int mt__busy __attribute__((tls_model("initial-exec")));
 /* The calling thread's state (or NULL). */
 extern __thread mt_thread_t *mt__self __attribute__((tls_model("initial-exec")));
+
+/* ---- Environment set by `memtrace run` (cli/run.c) --------------------- */
+
+#define MT_ENV_OUTPUT "MEMTRACE_OUTPUT"        /* the root's capture path */
+#define MT_ENV_FOLLOW "MEMTRACE_FOLLOW_FORK"   /* 1: --follow-fork */
+#define MT_ENV_RSS "MEMTRACE_RSS_INTERVAL"
+#define MT_ENV_QUIET "MEMTRACE_QUIET"
+#define MT_ENV_FORCE "MEMTRACE_FORCE"
+#define MT_ENV_ROOT "MEMTRACE_ROOT_PID"        /* the process run started */
+#define MT_ENV_PRELOAD "MEMTRACE_LD_PRELOAD"   /* the program's own LD_PRELOAD */
+#define MT_ENV_ARGV "MEMTRACE_ARGV"            /* the command as typed */
+#define MT_ENV_AGGREGATE "MEMTRACE_AGGREGATE"  /* 1: --aggregate */
+#define MT_ENV_CHECKPOINT "MEMTRACE_CHECKPOINT_MS"
+/* Python: the launcher's (or start-up hook's) flags, the program's own
+ * PYTHONPATH, and the start-up hook's directory (children only). */
+#define MT_ENV_PY_FLAGS "MEMTRACE_PY_FLAGS"
+#define MT_ENV_PY_PATH "MEMTRACE_PY_PATH_ORIG"
+#define MT_ENV_PY_HOOK "MEMTRACE_PY_HOOK"
+/* Set by spawn.c for a child: its traced parent, and the pid of a traced
+ * process that replaced itself by exec (its FILE.<pid> is to be replaced). */
+#define MT_ENV_PARENT "MEMTRACE_PARENT_PID"
+#define MT_ENV_EXEC_PID "MEMTRACE_EXEC_PID"
+
+/* ---- Children (spawn.c) -------------------------------------------------- */
+
+/* Keeps the settings exec'd children need (--follow-fork), from the
+ * environment, before the constructor removes them. */
+void mt__spawn_init(void);
+/* Writes a CHILD record for pid when following. Any context but a vfork
+ * child. */
+void mt__note_child(pid_t pid);
 
 /* runtime.c: while tracing was started at run time, redirects the
  * allocation calls of newly loaded objects (called after dlopen). */

@@ -482,7 +482,14 @@ static size_t build_header(uint8_t *p0)
     if (mt__g.aggregate)
         p = mt__hdr_put_varint(p, MT_HDR_CHECKPOINT_INTERVAL, mt__g.checkpoint_ms);
     if (mt__g.pid != mt__g.root_pid)
-        p = mt__hdr_put_varint(p, MT_HDR_PARENT_PID, (uint64_t)getppid());
+        p = mt__hdr_put_varint(p, MT_HDR_PARENT_PID,
+                               (uint64_t)(mt__g.parent_pid > 0 ? mt__g.parent_pid
+                                                              : getppid()));
+    /* A --follow-fork run's captures: which run, and how each began. */
+    if (mt__g.follow_fork) {
+        p = mt__hdr_put_varint(p, MT_HDR_ROOT_PID, (uint64_t)mt__g.root_pid);
+        p = mt__hdr_put_varint(p, MT_HDR_ORIGIN, mt__g.origin);
+    }
     return (size_t)(p - p0);
 }
 

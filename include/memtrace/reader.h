@@ -37,6 +37,8 @@ typedef struct mt_header_s {
     unsigned format_version;
     unsigned flags;               /* MT_FLAG_* from common/format.h */
     int64_t pid, ppid, parent_pid; /* parent_pid: traced parent, or 0 */
+    int64_t root_pid;             /* --follow-fork: the run's root, or 0 */
+    int origin;                   /* MT_ORIGIN_* (common/format.h) */
     uint64_t start_realtime_ns;
     unsigned pointer_size;
     unsigned page_size;
@@ -180,6 +182,11 @@ MT_EXTERN void mt_capture_free(mt_capture_t *cap);
 MT_EXTERN const mt_header_t *mt_capture_header(const mt_capture_t *cap);
 MT_EXTERN const mt_totals_t *mt_capture_totals(const mt_capture_t *cap);
 MT_EXTERN const char *mt_capture_path(const mt_capture_t *cap);
+/* The child processes the traced process started while following
+ * (--follow-fork), in the order it started them; each writes the capture
+ * FILE.<pid> beside this one (when it could be traced). Sets *count; the
+ * array is borrowed (NULL when there are none). */
+MT_EXTERN const int64_t *mt_capture_children(const mt_capture_t *cap, size_t *count);
 /* NULL when the read was clean; else a one-line warning (partial read). */
 MT_EXTERN const char *mt_capture_warning(const mt_capture_t *cap);
 
