@@ -9,5 +9,6 @@ Suite *mt_test_tracer_suite(void);
 Suite *mt_test_symbolize_suite(void);
 Suite *mt_test_reporters_suite(void);
 Suite *mt_test_flamegraph_suite(void);
+Suite *mt_test_window_suite(void);
 
 #endif
