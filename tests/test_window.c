@@ -248,6 +248,213 @@ START_TEST(end_by_seq)
 }
 END_TEST
 
+
+/* ---- Combining a job ------------------------------------------------------ */
+
+/* A parent (pid 100, from 0 ms) holding 1000 bytes at node X, and two
+ * children one after the other: 101 (from 100 ms to 250 ms) with 5000 at
+ * node Y and 300 at X (left), and 102 (from 300 ms to 450 ms) with 6000 at
+ * Y. Each child's peak is at its first tick. The sum of the peaks is
+ * 12300; the peak of the sum is 7000 (parent 1000 + child 102's 6000). */
+#define JOB_T0 1000000000000ull
+
+static void write_job(const char *root)
+{
+    char path[256];
+    const char *argv_p[] = {"parent", NULL}, *argv_c[] = {"child", NULL};
+    mt_cb_header_t h = {.pid = 100, .ppid = 1, .start_realtime_ns = JOB_T0,
+                        .argv = argv_p, .rss_interval_ms = 100};
+    mt_cb_t *b = mt_cb_begin(root, &h);
+    uint32_t x = mt_cb_node(b, 0, 0x1000);
+    mt_cb_tick(b, 1, 0, 100);
+    mt_cb_malloc(b, 0, 1, 0x100, 1000, x);
+    mt_cb_child(b, 101);
+    for (uint64_t ms = 100; ms <= 500; ms += 100)
+        mt_cb_tick(b, 2, ms * MS, 100);
+    mt_cb_sync(b, 2);
+    mt_cb_trailer(b, 500 * MS, 100, MT_CB_NEXT, 0);
+    mt_cb_finish(b);
+
+    snprintf(path, sizeof path, "%s.101", root);
+    h = (mt_cb_header_t){.pid = 101, .ppid = 100, .parent_pid = 100,
+                         .start_realtime_ns = JOB_T0 + 100 * MS,
+                         .argv = argv_c, .rss_interval_ms = 100};
+    b = mt_cb_begin(path, &h);
+    x = mt_cb_node(b, 0, 0x1000);
+    uint32_t y = mt_cb_node(b, 0, 0x2000);
+    mt_cb_tick(b, 1, 0, 200);
+    mt_cb_malloc(b, 0, 1, 0x500, 5000, y);
+    mt_cb_malloc(b, 0, 2, 0x600, 300, x);
+    mt_cb_tick(b, 3, 100 * MS, 300);
+    mt_cb_free(b, 0, 3, 0x500);
+    mt_cb_tick(b, 4, 150 * MS, 200);
+    mt_cb_sync(b, 4);
+    mt_cb_trailer(b, 150 * MS, 300, MT_CB_NEXT, 0);
+    mt_cb_finish(b);
+
+    snprintf(path, sizeof path, "%s.102", root);
+    h.pid = 102;
+    h.start_realtime_ns = JOB_T0 + 300 * MS;
+    b = mt_cb_begin(path, &h);
+    y = mt_cb_node(b, 0, 0x2000);
+    mt_cb_tick(b, 1, 0, 200);
+    mt_cb_malloc(b, 0, 1, 0x500, 6000, y);
+    mt_cb_tick(b, 2, 100 * MS, 400);
+    mt_cb_free(b, 0, 2, 0x500);
+    mt_cb_tick(b, 3, 150 * MS, 200);
+    mt_cb_sync(b, 3);
+    mt_cb_trailer(b, 150 * MS, 400, MT_CB_NEXT, 0);
+    mt_cb_finish(b);
+
+    /* Not of this job: another parent, and a name that is no pid. */
+    snprintf(path, sizeof path, "%s.999", root);
+    h.pid = 999;
+    h.parent_pid = 55;
+    b = mt_cb_begin(path, &h);
+    y = mt_cb_node(b, 0, 0x7000);
+    mt_cb_malloc(b, 0, 1, 0x500, 77777, y);
+    mt_cb_sync(b, 2);
+    mt_cb_finish(b);
+    snprintf(path, sizeof path, "%s.1x", root);
+    mt_cb_write_file(path, "junk", 4);
+}
+
+static void unlink_job(const char *root)
+{
+    const char *sfx[] = {"", ".101", ".102", ".999", ".1x"};
+    char path[256];
+    for (size_t i = 0; i < 5; i++) {
+        snprintf(path, sizeof path, "%s%s", root, sfx[i]);
+        unlink(path);
+    }
+}
+
+/* The node whose frame key is ip, or 0. */
+static uint32_t node_of(const mt_capture_t *cap, uint64_t ip)
+{
+    for (size_t i = 1; i < mt_capture_node_count(cap); i++)
+        if (mt_capture_nodes(cap)[i].ip == ip)
+            return (uint32_t)i;
+    return 0;
+}
+
+static void check_job(mt_capture_t *cap)
+{
+    const mt_totals_t *t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->peak_bytes, 7000);
+    ck_assert_uint_eq(t->peak_time_ns, 300 * MS);
+    ck_assert_uint_eq(t->total_allocations, 4);
+    ck_assert_uint_eq(t->total_bytes_allocated, 12300);
+    ck_assert_uint_eq(t->current_bytes, 1300);
+    ck_assert_uint_eq(t->duration_ns, 500 * MS);
+    ck_assert_int_eq(t->complete, 1);
+    ck_assert_uint_eq(mt_capture_node_count(cap), 3); /* shared stacks */
+    uint32_t x = node_of(cap, 0x1000), y = node_of(cap, 0x2000);
+    const mt_node_stats_t *s = mt_capture_node_stats(cap);
+    AMT_EQ(s[x].peak, 1000, 1);
+    AMT_EQ(s[y].peak, 6000, 1);
+    AMT_EQ(s[x].leaked, 1300, 2);
+    AMT_EQ(s[y].leaked, 0, 0);
+    AMT_EQ(s[x].total, 1300, 2);
+    AMT_EQ(s[y].total, 11000, 2);
+    ck_assert_uint_eq(mt_capture_process_count(cap), 3);
+    const mt_process_t *p = mt_capture_processes(cap);
+    ck_assert_int_eq(p[0].pid, 100);
+    ck_assert_str_eq(p[0].command, "parent");
+    ck_assert_uint_eq(p[0].peak_bytes, 1000);
+    ck_assert_uint_eq(p[0].at_peak_bytes, 1000);
+    ck_assert_uint_eq(p[0].leaked_bytes, 1000);
+    ck_assert_int_eq(p[1].pid, 101);
+    ck_assert_int_eq(p[1].parent_pid, 100);
+    ck_assert_uint_eq(p[1].start_ns, 100 * MS);
+    ck_assert_uint_eq(p[1].peak_bytes, 5300);
+    ck_assert_uint_eq(p[1].at_peak_bytes, 0);
+    ck_assert_uint_eq(p[1].leaked_bytes, 300);
+    ck_assert_int_eq(p[2].pid, 102);
+    ck_assert_uint_eq(p[2].peak_bytes, 6000);
+    ck_assert_uint_eq(p[2].peak_time_ns, 300 * MS);
+    ck_assert_uint_eq(p[2].at_peak_bytes, 6000);
+    /* The summed timeline: 7000 at 400 ms (parent 1000 + 102's 6000). */
+    const mt_sample_t *sm = mt_capture_samples(cap);
+    uint64_t at400 = UINT64_MAX, at200 = UINT64_MAX;
+    for (size_t i = 0; i < mt_capture_sample_count(cap); i++) {
+        if (sm[i].time_ns == 400 * MS)
+            at400 = sm[i].heap_bytes;
+        if (sm[i].time_ns == 200 * MS)
+            at200 = sm[i].heap_bytes;
+    }
+    ck_assert_uint_eq(at400, 7000);
+    ck_assert_uint_eq(at200, 6300);
+}
+
+START_TEST(job_found_from_the_parent)
+{
+    const char *root = tpath("job");
+    write_job(root);
+    mt_capture_t *cap = NULL;
+    char err[512];
+    int rc = mt_capture_load_job(&root, 1, 1, NULL, &cap, err, sizeof err);
+    ck_assert_msg(rc == 0, "%d %s", rc, err);
+    check_job(cap);
+    mt_capture_free(cap);
+
+    /* Named one by one (and the parent twice): the same. */
+    char c1[256], c2[256];
+    snprintf(c1, sizeof c1, "%s.101", root);
+    snprintf(c2, sizeof c2, "%s.102", root);
+    const char *paths[] = {c2, root, c1, root};
+    rc = mt_capture_load_job(paths, 4, 0, NULL, &cap, err, sizeof err);
+    ck_assert_msg(rc == 0, "%d %s", rc, err);
+    check_job(cap);
+    ck_assert_str_eq(mt_capture_path(cap), root);
+    mt_capture_free(cap);
+
+    /* Without children: the parent alone, as mt_capture_load reads it. */
+    rc = mt_capture_load_job(&root, 1, 0, NULL, &cap, err, sizeof err);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(mt_capture_process_count(cap), 1);
+    ck_assert_uint_eq(mt_capture_totals(cap)->peak_bytes, 1000);
+    mt_capture_free(cap);
+    unlink_job(root);
+}
+END_TEST
+
+START_TEST(job_in_a_window)
+{
+    const char *root = tpath("jobw");
+    write_job(root);
+    mt_capture_t *cap = NULL;
+    char err[512];
+    /* From 300 ms: child 101 ended before; 102 starts right at it. */
+    mt_load_opts_t o = {.window = 1, .from_ns = 300 * MS, .to_ns = UINT64_MAX};
+    int rc = mt_capture_load_job(&root, 1, 1, &o, &cap, err, sizeof err);
+    ck_assert_msg(rc == 0, "%d %s", rc, err);
+    ck_assert_uint_eq(mt_capture_process_count(cap), 2);
+    ck_assert_int_eq(mt_capture_processes(cap)[1].pid, 102);
+    const mt_totals_t *t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->peak_bytes, 7000);
+    ck_assert_uint_eq(t->total_allocations, 1); /* 102's; the parent's was before */
+    uint32_t x = node_of(cap, 0x1000);
+    AMT_EQ(mt_capture_node_stats(cap)[x].leaked, 0, 0);
+    mt_capture_free(cap);
+
+    /* To 250 ms: 102 had not started; 101's peak with the parent's 1000. */
+    o = (mt_load_opts_t){.window = 1, .from_ns = 0, .to_ns = 250 * MS};
+    rc = mt_capture_load_job(&root, 1, 1, &o, &cap, err, sizeof err);
+    ck_assert_msg(rc == 0, "%d %s", rc, err);
+    ck_assert_uint_eq(mt_capture_process_count(cap), 2);
+    ck_assert_uint_eq(mt_capture_totals(cap)->peak_bytes, 6300);
+    mt_capture_free(cap);
+
+    /* After everything: one line naming the file. */
+    o = (mt_load_opts_t){.window = 1, .from_ns = 600 * MS, .to_ns = UINT64_MAX};
+    rc = mt_capture_load_job(&root, 1, 1, &o, &cap, err, sizeof err);
+    ck_assert_int_eq(rc, MT_ERANGE);
+    ck_assert_msg(strstr(err, "after the capture's last RSS sample"), "%s", err);
+    unlink_job(root);
+}
+END_TEST
+
 Suite *mt_test_window_suite(void)
 {
     Suite *s = suite_create("window");
@@ -259,5 +466,9 @@ Suite *mt_test_window_suite(void)
     tcase_add_test(tc, beyond_the_end);
     tcase_add_test(tc, end_by_seq);
     suite_add_tcase(s, tc);
+    TCase *job = tcase_create("job");
+    tcase_add_test(job, job_found_from_the_parent);
+    tcase_add_test(job, job_in_a_window);
+    suite_add_tcase(s, job);
     return s;
 }
