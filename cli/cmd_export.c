@@ -12,7 +12,8 @@
 #include "memtrace/reporters.h"
 
 const char mt__export_help[] =
-    "usage: memtrace export FILE --format folded|csv [-o OUT] [-f] [--leaks]\n"
+    "usage: memtrace export FILE... --format folded|csv [-o OUT] [-f] [--leaks]\n"
+    "                       [--from T] [--to T] [--no-children]\n"
     "\n"
     "The capture in another tool's format, on stdout unless -o is given.\n"
     "\n"
@@ -29,7 +30,10 @@ const char mt__export_help[] =
     "options:\n"
     "  -o, --output OUT  write to OUT instead of stdout\n"
     "  -f, --force       overwrite OUT if it exists\n"
-    "  --leaks           folded: memory live at the end instead of the peak\n";
+    "  --leaks           folded: memory live at the end instead of the peak\n"
+    MT_INPUT_HELP
+    "\n"
+    MT_INPUT_HELP_FILES;
 
 enum { OPT_FORMAT = 1000, OPT_LEAKS };
 
@@ -39,16 +43,24 @@ static const struct option export_options[] = {
     {"force", no_argument, NULL, 'f'},
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"help", no_argument, NULL, 'h'},
+    MT_INPUT_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
 int mt__cmd_export(int argc, char **argv)
 {
     const char *cmd = "export", *format = NULL, *output = NULL;
-    int force = 0, leaks = 0, c;
+    int force = 0, leaks = 0, c, rc;
+    mt_inputs_t in;
+    memset(&in, 0, sizeof in);
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":o:fh", export_options, NULL)) != -1) {
+        if ((rc = mt__inputs_option(cmd, c, optarg, &in)) != -2) {
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case OPT_FORMAT: format = optarg; break;
         case 'o': output = optarg; break;
@@ -72,9 +84,8 @@ int mt__cmd_export(int argc, char **argv)
     }
     if (optind >= argc)
         return mt__usage_error(cmd, "missing the capture FILE");
-    if (argc - optind > 1)
-        return mt__usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
-    const char *path = argv[optind];
+    if ((rc = mt__inputs_check(cmd, &in)) >= 0)
+        return rc;
 
     FILE *out = stdout;
     if (output) {
@@ -94,8 +105,9 @@ int mt__cmd_export(int argc, char **argv)
             return MT_EXIT_USAGE;
         }
     }
-    mt_capture_t *cap = mt__load_capture(path, 0);
-    int rc = cap ? (folded ? mt_report_folded(out, cap, leaks ? MT_VIEW_LEAKS
+    mt_capture_t *cap = mt__inputs_load(argv + optind,
+                                        (size_t)(argc - optind), &in);
+    rc = cap ? (folded ? mt_report_folded(out, cap, leaks ? MT_VIEW_LEAKS
                                                               : MT_VIEW_PEAK)
                            : mt_report_csv(out, cap))
                  : MT_EINVAL;

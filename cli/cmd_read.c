@@ -44,49 +44,10 @@ char *mt__default_html(const char *capture, const char *kind)
     return out;
 }
 
-/* Loads path. Errors and warnings go to stderr as one escaped line each
- * (a file name may hold a newline or an escape sequence). Returns the
- * capture, or NULL after printing the error. Every reading command uses it. */
-mt_capture_t *mt__load_capture(const char *path, uint64_t temporary_threshold)
-{
-    char err[1024] = "";
-    mt_load_opts_t opts;
-    memset(&opts, 0, sizeof opts);
-    opts.progress = isatty(STDERR_FILENO);
-    opts.temporary_threshold = temporary_threshold;
-    mt_capture_t *cap = NULL;
-    int rc = mt_capture_load(path, &opts, &cap, err, sizeof err);
-    if (rc < 0 || !cap) {
-        fputs("memtrace: ", stderr);
-        if (err[0]) {
-            mt_fputs_escaped(err, stderr);
-        } else {
-            /* The reader always writes a message; this is a fallback. */
-            mt_fputs_escaped(path, stderr);
-            fprintf(stderr, ": %s", mt_strerror(rc < 0 ? rc : MT_EINVAL));
-        }
-        fputc('\n', stderr);
-        mt_capture_free(cap);
-        return NULL;
-    }
-    const char *warning = mt_capture_warning(cap);
-    if (warning) {
-        fputs("memtrace: warning: ", stderr);
-        /* Name the file, as errors do, unless the reader already did. */
-        if (!strstr(warning, path)) {
-            mt_fputs_escaped(path, stderr);
-            fputs(": ", stderr);
-        }
-        mt_fputs_escaped(warning, stderr);
-        fputc('\n', stderr);
-    }
-    return cap;
-}
-
-/* --temporary-allocation-threshold and --fail-over of the command being
- * run (0: not given). Set by parse_read_args; one command per process. */
-static uint64_t temporary_threshold;
+/* --fail-over, the window and the like of the command being run. Set by
+ * parse_read_args; one command per process. */
 static uint64_t fail_over;
+static mt_inputs_t inputs;
 
 /* Parses a size for --fail-over: a number with an optional unit, B, K/KB,
  * M/MB, G/GB (powers of 1000) or KiB, MiB, GiB (powers of 1024), any case.
@@ -119,10 +80,10 @@ int mt__parse_size(const char *arg, uint64_t *out)
 
 /* Loads the capture, runs the reporter on stdout, and maps failures to
  * the exit status; with --fail-over, exit 1 when the peak is over it. */
-static int run_report(const char *cmd, const char *path, mt_reporter_fn fn,
-                      const mt_report_opts_t *opts)
+static int run_report(const char *cmd, char *const *paths, size_t npaths,
+                      mt_reporter_fn fn, const mt_report_opts_t *opts)
 {
-    mt_capture_t *cap = mt__load_capture(path, temporary_threshold);
+    mt_capture_t *cap = mt__inputs_load(paths, npaths, &inputs);
     if (!cap)
         return MT_EXIT_USAGE;
     int rc = fn(stdout, cap, opts);
@@ -199,27 +160,35 @@ static const struct option report_options[] = {
     {"temporary-allocations", no_argument, NULL, OPT_TEMPORARY},
     {"temporary-allocation-threshold", required_argument, NULL, OPT_THRESHOLD},
     {"fail-over", required_argument, NULL, OPT_FAIL_OVER},
+    MT_INPUT_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 static const struct option plain_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
+    MT_INPUT_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
 /* Parses argv for cmd. with_report_options: --top and --leaks allowed.
- * Returns -1 to go on (opts and *path set), else an exit status. */
+ * Returns -1 to go on (opts, *paths and *npaths set: the captures), else
+ * an exit status. */
 static int parse_read_args(const char *cmd, int argc, char **argv,
                            int with_report_options, mt_report_opts_t *opts,
-                           const char **path)
+                           char ***paths, size_t *npaths)
 {
     const struct option *longopts =
         with_report_options ? report_options : plain_options;
     memset(opts, 0, sizeof *opts);
     opterr = 0;
     optind = 1;
-    int c;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = mt__inputs_option(cmd, c, optarg, &inputs)) != -2) {
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case OPT_JSON:
             opts->json = 1;
@@ -246,7 +215,7 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
                                             "512MB or 1.5GiB, not '%s'", optarg);
             break;
         case OPT_THRESHOLD:
-            if (mt__parse_threshold(optarg, &temporary_threshold) < 0)
+            if (mt__parse_threshold(optarg, &inputs.temporary_threshold) < 0)
                 return mt__usage_error(cmd,
                                        "--temporary-allocation-threshold "
                                        "needs a whole number from 1 to "
@@ -261,33 +230,36 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
     }
     if (optind >= argc)
         return mt__usage_error(cmd, "missing the capture FILE");
-    if (argc - optind > 1)
-        return mt__usage_error(cmd, "unexpected argument '%s'",
-                               argv[optind + 1]);
-    *path = argv[optind];
+    if ((rc = mt__inputs_check(cmd, &inputs)) >= 0)
+        return rc;
+    *paths = argv + optind;
+    *npaths = (size_t)(argc - optind);
     return -1;
 }
 
 int mt__cmd_summary(int argc, char **argv)
 {
     mt_report_opts_t opts;
-    const char *path;
-    int rc = parse_read_args("summary", argc, argv, 0, &opts, &path);
-    return rc >= 0 ? rc : run_report("summary", path, mt_report_summary, &opts);
+    char **paths;
+    size_t n;
+    int rc = parse_read_args("summary", argc, argv, 0, &opts, &paths, &n);
+    return rc >= 0 ? rc : run_report("summary", paths, n, mt_report_summary, &opts);
 }
 
 int mt__cmd_report(int argc, char **argv)
 {
     mt_report_opts_t opts;
-    const char *path;
-    int rc = parse_read_args("report", argc, argv, 1, &opts, &path);
-    return rc >= 0 ? rc : run_report("report", path, mt_report_top, &opts);
+    char **paths;
+    size_t n;
+    int rc = parse_read_args("report", argc, argv, 1, &opts, &paths, &n);
+    return rc >= 0 ? rc : run_report("report", paths, n, mt_report_top, &opts);
 }
 
 int mt__cmd_stats(int argc, char **argv)
 {
     mt_report_opts_t opts;
-    const char *path;
-    int rc = parse_read_args("stats", argc, argv, 0, &opts, &path);
-    return rc >= 0 ? rc : run_report("stats", path, mt_report_stats, &opts);
+    char **paths;
+    size_t n;
+    int rc = parse_read_args("stats", argc, argv, 0, &opts, &paths, &n);
+    return rc >= 0 ? rc : run_report("stats", paths, n, mt_report_stats, &opts);
 }

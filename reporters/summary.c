@@ -11,7 +11,18 @@
  *    "peak_rss_bytes": int, "threads": int, "native": bool,
  *    "python_version": str|null, "complete": bool, "events_lost": bool,
  *    "warning": str|null,
- *    "top": [site entry as in `memtrace report`, at most 5]}
+ *    "top": [site entry as in `memtrace report`, at most 5],
+ *    "window": {"from_s": float, "to_s": float, "start_bytes": int,
+ *               "clamped": bool} | null,
+ *    "processes": [{"pid": int, "parent_pid": int, "command": str,
+ *                   "capture": str, "start_s": float, "duration_s": float,
+ *                   "peak_bytes": int, "peak_time_s": float,
+ *                   "at_peak_bytes": int, "leaked_bytes": int,
+ *                   "leaked_allocations": int, "total_allocations": int,
+ *                   "total_bytes_allocated": int, "complete": bool}, ...]}
+ * With a window (--from/--to) the numbers are the window's (reader.h);
+ * combined captures have one "processes" entry per process, the parent
+ * first, "at_peak_bytes" being its heap at the combined peak.
  * "native" is true when the stacks are native (header flag
  * MT_FLAG_NATIVE_STACKS); "complete" when the capture ends with its
  * trailer (the program finished cleanly). */
@@ -69,6 +80,7 @@ static void summary_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     mt__json_string(&j, mt_capture_warning(cap));
     mt__json_key(&j, "top");
     mt__json_site_list(&j, sites, MT_SUMMARY_TOP);
+    mt__json_job(&j, cap);
     mt__json_end_object(&j);
     mt__json_finish(&j);
 }
@@ -107,9 +119,11 @@ static void summary_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     fprintf(out, "%s at %.3f s\n", mt_format_size(t->peak_bytes, a, sizeof a),
             (double)t->peak_time_ns / 1e9);
     label(out, "Current memory:");
-    fprintf(out, "%s in %" PRIu64 " %s (when tracing ended)\n",
+    fprintf(out, "%s in %" PRIu64 " %s (%s)\n",
             mt_format_size(t->current_bytes, a, sizeof a), t->current_count,
-            mt__plural(t->current_count, "allocation", "allocations"));
+            mt__plural(t->current_count, "allocation", "allocations"),
+            mt_capture_window(cap)->active ? "at the window's end"
+                                           : "when tracing ended");
     label(out, "Total allocated:");
     fprintf(out, "%s in %" PRIu64 " %s\n",
             mt_format_size(t->total_bytes_allocated, a, sizeof a),
@@ -125,6 +139,7 @@ static void summary_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     if (t->events_lost)
         fputs("Note: the tracer stopped early; some events are missing.\n",
               out);
+    mt__text_job(out, cap);
 
     size_t n = mt_sites_count(sites);
     if (n == 0) {
