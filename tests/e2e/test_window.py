@@ -219,8 +219,12 @@ class Combined(CaptureTest):
         t = report_json("tree", self.capture)
         self.assertEqual(t["bytes"], 4 * MB)
         page = self.path("fg.html")
-        memtrace("flamegraph", self.capture, *self.children, "-o", page)
-        self.assertIn("child_hold", read(page))
+        memtrace("flamegraph", self.capture, *self.children, "-o", page,
+                 "--from", "0.1")
+        html = read(page)
+        self.assertIn("child_hold", html)
+        self.assertRegex(html, r'"processes":\s*3\b')
+        self.assertRegex(html, r'"window":\s*\[1\d{8},')  # at 0.1xx s
         cp = memtrace("export", self.capture, "--format", "folded")
         self.assertEqual(sum(int(l.rsplit(" ", 1)[1])
                              for l in cp.stdout.splitlines()), 4 * MB)
