@@ -70,6 +70,9 @@ int mt__inputs_option(const char *cmd, int c, const char *arg,
 
 int mt__inputs_check(const char *cmd, const mt_inputs_t *in)
 {
+    if (in->to.set && in->to.seconds == 0)
+        return mt__usage_error(cmd, "--to 0 leaves no window: give a time "
+                                    "after the start");
     if (in->from.set && in->to.set && in->from.seconds >= in->to.seconds)
         return mt__usage_error(cmd, "--from (%g s) must be before --to (%g s)",
                                in->from.seconds, in->to.seconds);

@@ -796,8 +796,15 @@ int mt_capture_load_job(const char *const *paths, size_t n, int find_kids,
         errbuf[0] = 0;
     if (n == 0)
         return job_error(&j, MT_EINVAL, "memtrace", "no capture given");
-    if (n == 1 && !find_kids)
+    /* A pipe can be read once only: no header probe, no children. */
+    struct stat st;
+    if (n == 1 && (!find_kids || (stat(paths[0], &st) == 0 &&
+                                   !S_ISREG(st.st_mode))))
         return mt_capture_load(paths[0], opts, out, errbuf, errlen);
+    for (size_t i = 0; i < n; i++)
+        if (stat(paths[i], &st) == 0 && !S_ISREG(st.st_mode))
+            return job_error(&j, MT_EINVAL, paths[i], "not a regular file: "
+                             "captures combined with others must be files");
     for (size_t i = 0; i < n && !rc; i++) {
         long k = job_add(&j, paths[i], 1);
         if (k < -1)
