@@ -97,6 +97,12 @@ static int add_warning(mt_capture_t *cap, const char *path, const char *msg)
     return 0;
 }
 
+/* ns from base to t; 0 for a t before it (a hostile or odd clock). */
+static uint64_t since(uint64_t t, uint64_t base)
+{
+    return t > base ? t - base : 0;
+}
+
 /* ---- Finding the job's captures ------------------------------------------ */
 
 /* Adds path unless the same file is in already. Returns the index, or -1
@@ -232,7 +238,7 @@ static int job_load(job_t *j, job_proc_t *p, uint64_t base, char *err,
 {
     mt_load_opts_t o = j->opts ? *j->opts : (mt_load_opts_t){0};
     o.header_only = 0;
-    uint64_t off = p->start_abs > base ? p->start_abs - base : 0;
+    uint64_t off = since(p->start_abs, base);
     if (o.window) {
         if (o.to_ns != UINT64_MAX && o.to_ns <= off)
             return 1; /* it started after the window */
@@ -558,7 +564,7 @@ static int sweep(job_t *j, size_t *live, size_t nlive, uint64_t base,
         }
         if (b > a) {
             out->samples[out->sample_count++] =
-                (mt_sample_t){t - base, sum, rsum, 0};
+                (mt_sample_t){since(t, base), sum, rsum, 0};
             if (sum > best->bytes)
                 *best = (peak_t){sum, t, -1, best->peak_rss};
             if (rsum > best->peak_rss)
@@ -694,7 +700,7 @@ static int describe(job_t *j, job_proc_t *p, mt_process_t *d, uint64_t base)
     }
     if (mt__capture_own(j->out, path) || mt__capture_own(j->out, command))
         return MT_ENOMEM;
-    uint64_t off = p->start_abs - base;
+    uint64_t off = since(p->start_abs, base);
     *d = *own;
     d->path = path;
     d->command = command;
@@ -739,7 +745,7 @@ static int combine(job_t *j, size_t *live, size_t nlive, uint64_t base)
         add_totals(&out->totals, &c->totals, i == 0);
         if (c->warning && (rc = add_warning(out, p->path, c->warning)))
             return rc;
-        uint64_t off = p->start_abs - base;
+        uint64_t off = since(p->start_abs, base);
         if (c->window.active) {
             uint64_t from = off + c->window.from_ns, to = off + c->window.to_ns;
             if (!w->active || from < w->from_ns)
@@ -751,15 +757,15 @@ static int combine(job_t *j, size_t *live, size_t nlive, uint64_t base)
                                     : w->clamped && c->window.clamped;
             w->active = 1;
         }
-        if (p->end_abs - base > out->totals.duration_ns)
-            out->totals.duration_ns = p->end_abs - base;
+        if (since(p->end_abs, base) > out->totals.duration_ns)
+            out->totals.duration_ns = since(p->end_abs, base);
     }
     peak_t best;
     if ((rc = sweep(j, live, nlive, base, &best)) ||
         (rc = fill_peak(j, live, nlive, &best)))
         return rc;
     out->totals.peak_seq = 0;
-    out->totals.peak_time_ns = best.t - base;
+    out->totals.peak_time_ns = since(best.t, base);
     if (best.peak_rss > out->totals.peak_rss_bytes)
         out->totals.peak_rss_bytes = best.peak_rss;
     if (!(out->processes = calloc(nlive, sizeof *out->processes)))
@@ -783,6 +789,53 @@ static void job_free(job_t *j)
     free(j->p);
     free(j->nodes_ht);
     free(j->code_ht);
+}
+
+/* Loads the job's processes (those joining by a CHILD record only when a
+ * process loaded before names them), in start order, into live[]. A
+ * process outside the window is left out (the first such message goes to
+ * outside); a child that cannot be read too (*notes says why); a given
+ * capture that cannot be read is an error (in j->errbuf). */
+static int load_all(job_t *j, uint64_t base, size_t *live, size_t *nlive,
+                    char *outside, size_t outlen, char **notes)
+{
+    char err[1024];
+    for (size_t i = 0; i < j->n; i++) {
+        job_proc_t *p = &j->p[i];
+        if (p->loaded < 0) {
+            size_t nk;
+            int named = 0;
+            for (size_t k = 0; k < *nlive && !named; k++) {
+                const int64_t *kids =
+                    mt_capture_children(j->p[live[k]].cap, &nk);
+                for (size_t m = 0; m < nk; m++)
+                    named |= kids[m] == p->pid;
+            }
+            if (!named)
+                continue;
+        }
+        err[0] = 0;
+        int r = job_load(j, p, base, err, sizeof err);
+        if (r == 1) {
+            if (!outside[0])
+                snprintf(outside, outlen, "%s", err);
+        } else if (r && p->given) {
+            if (j->errbuf && j->errlen)
+                snprintf(j->errbuf, j->errlen, "%s", err);
+            return r;
+        } else if (r) {
+            size_t ol = *notes ? strlen(*notes) : 0, len = ol + strlen(err) + 64;
+            char *nn = realloc(*notes, len);
+            if (nn) {
+                snprintf(nn + ol, len - ol, "%sa child's capture is left out: %s",
+                         ol ? "; " : "", err);
+                *notes = nn;
+            }
+        } else {
+            live[(*nlive)++] = i;
+        }
+    }
+    return 0;
 }
 
 int mt_capture_load_job(const char *const *paths, size_t n, int find_kids,
@@ -825,43 +878,10 @@ int mt_capture_load_job(const char *const *paths, size_t n, int find_kids,
     for (size_t i = 0; !rc && i < j.n; i++)
         if (j.p[i].loaded >= 0 && j.p[i].start_abs < base)
             base = j.p[i].start_abs;
-    char err[1024], outside[1024] = "";
+    char outside[1024] = "";
     char *notes = NULL; /* children that could not be read */
-    for (size_t i = 0; !rc && i < j.n; i++) {
-        job_proc_t *p = &j.p[i];
-        if (p->loaded < 0) {
-            /* a candidate that joins only by a CHILD record of the job */
-            size_t nk;
-            int named = 0;
-            for (size_t k = 0; k < nlive && !named; k++) {
-                const int64_t *kids =
-                    mt_capture_children(j.p[live[k]].cap, &nk);
-                for (size_t m = 0; m < nk; m++)
-                    named |= kids[m] == p->pid;
-            }
-            if (!named)
-                continue;
-        }
-        err[0] = 0;
-        int r = job_load(&j, p, base, err, sizeof err);
-        if (r == 1) {
-            if (!outside[0])
-                snprintf(outside, sizeof outside, "%s", err);
-        } else if (r && p->given) {
-            rc = r;
-            snprintf(errbuf, errlen, "%s", err);
-        } else if (r) { /* a child we cannot read is left out, said so */
-            size_t ol = notes ? strlen(notes) : 0, len = ol + strlen(err) + 64;
-            char *nn = realloc(notes, len);
-            if (nn) {
-                snprintf(nn + ol, len - ol, "%sa child's capture is left out: %s",
-                         ol ? "; " : "", err);
-                notes = nn;
-            }
-        } else {
-            live[nlive++] = i;
-        }
-    }
+    if (!rc)
+        rc = load_all(&j, base, live, &nlive, outside, sizeof outside, &notes);
     if (!rc && nlive == 0) {
         rc = MT_ERANGE;
         if (outside[0])

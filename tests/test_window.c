@@ -455,6 +455,61 @@ START_TEST(job_in_a_window)
 }
 END_TEST
 
+START_TEST(job_child_by_record_and_a_broken_one)
+{
+    const char *root = tpath("jobc");
+    char path[256], err[512];
+    const char *argv_p[] = {"parent", NULL};
+    mt_cb_header_t h = {.pid = 200, .start_realtime_ns = JOB_T0,
+                        .argv = argv_p};
+    mt_cb_t *b = mt_cb_begin(root, &h);
+    uint32_t x = mt_cb_node(b, 0, 0x1000);
+    mt_cb_malloc(b, 0, 1, 0x100, 10, x);
+    mt_cb_child(b, 201);
+    mt_cb_sync(b, 2);
+    mt_cb_trailer(b, 100 * MS, 0, MT_CB_NEXT, 0);
+    mt_cb_finish(b);
+    /* 201: no MT_HDR_PARENT_PID, but the parent's CHILD record names it. */
+    snprintf(path, sizeof path, "%s.201", root);
+    h = (mt_cb_header_t){.pid = 201, .start_realtime_ns = JOB_T0 + MS};
+    b = mt_cb_begin(path, &h);
+    x = mt_cb_node(b, 0, 0x1000);
+    mt_cb_malloc(b, 0, 1, 0x100, 20, x);
+    mt_cb_sync(b, 2);
+    mt_cb_trailer(b, 10 * MS, 0, MT_CB_NEXT, 0);
+    mt_cb_finish(b);
+    /* 202: a child by its header, whose events name an undefined node. */
+    snprintf(path, sizeof path, "%s.202", root);
+    h = (mt_cb_header_t){.pid = 202, .parent_pid = 200,
+                         .start_realtime_ns = JOB_T0 + MS};
+    b = mt_cb_begin(path, &h);
+    mt_cb_malloc(b, 0, 1, 0x100, 30, 7);
+    mt_cb_sync(b, 2);
+    mt_cb_finish(b);
+
+    mt_capture_t *cap = NULL;
+    int rc = mt_capture_load_job(&root, 1, 1, NULL, &cap, err, sizeof err);
+    ck_assert_msg(rc == 0, "%d %s", rc, err);
+    ck_assert_uint_eq(mt_capture_process_count(cap), 2);
+    ck_assert_int_eq(mt_capture_processes(cap)[1].pid, 201);
+    ck_assert_uint_eq(mt_capture_totals(cap)->total_bytes_allocated, 30);
+    const char *w = mt_capture_warning(cap);
+    ck_assert_msg(w && strstr(w, "a child's capture is left out") &&
+                      strstr(w, ".202: corrupt record"), "%s", w ? w : "");
+    mt_capture_free(cap);
+    /* Named on the command line, the broken one is an error. */
+    const char *paths[] = {root, path};
+    rc = mt_capture_load_job(paths, 2, 0, NULL, &cap, err, sizeof err);
+    ck_assert_int_eq(rc, MT_ECORRUPT);
+    ck_assert_ptr_null(cap);
+    ck_assert_msg(strstr(err, ".202: corrupt record"), "%s", err);
+    unlink(root);
+    unlink(path);
+    snprintf(path, sizeof path, "%s.201", root);
+    unlink(path);
+}
+END_TEST
+
 Suite *mt_test_window_suite(void)
 {
     Suite *s = suite_create("window");
@@ -469,6 +524,7 @@ Suite *mt_test_window_suite(void)
     TCase *job = tcase_create("job");
     tcase_add_test(job, job_found_from_the_parent);
     tcase_add_test(job, job_in_a_window);
+    tcase_add_test(job, job_child_by_record_and_a_broken_one);
     suite_add_tcase(s, job);
     return s;
 }
