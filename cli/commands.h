@@ -47,7 +47,9 @@ struct mt_capture_s *mt__load_capture(const char *path,
 /* ---- Input of the reading commands (cli/inputs.c) ---------------------- */
 
 /* A --from/--to value: seconds from the start, or a name (a stage name,
- * which later versions will accept; now a usage error). */
+ * which later versions will accept, now a usage error: a stage's records
+ * will give event seqs, and mt_load_opts_t.from_seq/to_seq take those as
+ * exact edges). */
 typedef struct mt_time_arg_s {
     int set;
     double seconds;

@@ -121,7 +121,8 @@ typedef struct mt_loader_s {
     /* the window (mt_load_opts_t.window); see replay.c */
     int win;               /* a window was asked for */
     int win_started, win_ended;
-    uint64_t win_from_ns, win_to_ns, win_to_seq;
+    uint64_t win_from_ns, win_to_ns, win_from_seq, win_to_seq;
+    uint64_t win_edge;     /* events at or after it go to window_edge */
     uint64_t win_start_ordinal; /* allocations before the window */
     uint64_t win_max_rss;
     mt_totals_t win_base;  /* the totals when the window started */

@@ -523,12 +523,15 @@ static int bad_stack(mt_loader_t *ld, const mt_run_t *r, const mt_event_t *ev)
                           (unsigned long long)r->block_off);
 }
 
+static int window_edge(mt_loader_t *ld, uint64_t seq);
+
 static inline int apply_event(mt_loader_t *ld, const mt_run_t *r,
                               const mt_event_t *ev)
 {
     mt_totals_t *t = &ld->cap->totals;
     int rc;
-    if (__builtin_expect(ld->win_ended, 0))
+    if (__builtin_expect(ev->seq >= ld->win_edge, 0) &&
+        window_edge(ld, ev->seq))
         return 0; /* after the window: nothing more counts */
     t->events++;
     if (ev->stack >= ld->cap->node_count)
@@ -834,23 +837,36 @@ static void tick_pop(mt_loader_t *ld)
  * and the per-node total and temporary amounts zeroed; the peak snapshot
  * is retaken, so the window's high-water mark starts at the heap it
  * begins with. At the end, the leaks view is recomputed from the live
- * allocations made since the start (their ordinals tell). */
+ * allocations made since the start (their ordinals tell).
+ *
+ * Edges given as seqs (from_seq, to_seq) are exact: the window starts
+ * right before the first event at or after from_seq and ends right before
+ * the first at or after to_seq (or at a tick there, which comes first).
+ * apply_event checks one number, win_edge: the next seq edge, UINT64_MAX
+ * when there is none, 0 once the window ended (every event is dropped). */
 
 void mt__replay_window_init(mt_loader_t *ld, const mt_load_opts_t *opts)
 {
+    ld->win_edge = UINT64_MAX;
     if (!opts || !opts->window)
         return;
     ld->win = 1;
     ld->win_from_ns = opts->from_ns;
     ld->win_to_ns = opts->to_ns;
+    ld->win_from_seq = opts->from_seq;
     ld->win_to_seq = opts->to_seq;
     ld->cap->window.active = 1;
     ld->cap->window.to_ns = UINT64_MAX;
-    if (ld->win_from_ns == 0)
+    if (ld->win_from_seq)
+        ld->win_from_ns = UINT64_MAX; /* no tick starts it */
+    else if (ld->win_from_ns == 0)
         ld->win_started = 1; /* from the very start: nothing to reset */
+    ld->win_edge = !ld->win_started && ld->win_from_seq ? ld->win_from_seq
+                   : ld->win_to_seq                      ? ld->win_to_seq
+                                                         : UINT64_MAX;
 }
 
-static void window_start(mt_loader_t *ld, const mt_tick_t *tk)
+static void window_start(mt_loader_t *ld, uint64_t seq, uint64_t ns)
 {
     mt_capture_t *cap = ld->cap;
     ld->win_started = 1;
@@ -860,11 +876,10 @@ static void window_start(mt_loader_t *ld, const mt_tick_t *tk)
         memset(&cap->node_stats[i].total, 0, sizeof(mt_amount_t));
         memset(&cap->node_stats[i].temporary, 0, sizeof(mt_amount_t));
     }
-    ld->have_tick = 1;
-    ld->last_tick_ns = tk->ns;
-    new_peak(ld, tk->seq); /* the heap we start with is the first peak */
+    new_peak(ld, seq); /* the heap we start with is the first peak */
+    cap->totals.peak_time_ns = ns;
     cap->sample_count = 0;
-    cap->window.from_ns = tk->ns;
+    cap->window.from_ns = ns;
     cap->window.start_bytes = cap->totals.current_bytes;
 }
 
@@ -898,14 +913,16 @@ static void window_leaks(mt_loader_t *ld)
     }
 }
 
-/* Ends the window at tk (NULL: at the end of the capture). */
-static void window_end(mt_loader_t *ld, const mt_tick_t *tk)
+/* Ends the window at time ns (UINT64_MAX: the end of the capture, which
+ * finish_totals fills in). */
+static void window_end(mt_loader_t *ld, uint64_t ns)
 {
     mt_capture_t *cap = ld->cap;
     mt_totals_t *t = &cap->totals;
     const mt_totals_t *b = &ld->win_base;
     ld->win_ended = 1;
-    cap->window.to_ns = tk ? tk->ns : UINT64_MAX; /* finish_totals: end */
+    ld->win_edge = 0;
+    cap->window.to_ns = ns;
     if (ld->win_start_ordinal)
         window_leaks(ld);
     t->total_allocations -= b->total_allocations;
@@ -921,10 +938,33 @@ static void window_end(mt_loader_t *ld, const mt_tick_t *tk)
         t->size_histogram[i] -= b->size_histogram[i];
 }
 
+/* An event at or after win_edge: starts or ends a window given by seqs.
+ * Returns 1 when the event is after the window (dropped). */
+static int window_edge(mt_loader_t *ld, uint64_t seq)
+{
+    if (ld->win_ended)
+        return 1;
+    if (!ld->win_started && ld->win_from_seq && seq >= ld->win_from_seq)
+        window_start(ld, seq, ld->have_tick ? ld->last_tick_ns : 0);
+    if (ld->win_to_seq && seq >= ld->win_to_seq) {
+        if (!ld->win_started)
+            return 1; /* an empty window; _finish says so */
+        window_end(ld, ld->have_tick ? ld->last_tick_ns : 0);
+        return 1;
+    }
+    ld->win_edge = ld->win_to_seq ? ld->win_to_seq : UINT64_MAX;
+    return 0;
+}
+
 int mt__replay_window_finish(mt_loader_t *ld)
 {
     if (!ld->win)
         return 0;
+    if (!ld->win_started && ld->win_from_seq)
+        return mt__load_error(ld, MT_ERANGE,
+                              "the window starts at event %llu, after the "
+                              "capture's last event",
+                              (unsigned long long)ld->win_from_seq);
     if (!ld->win_started)
         return mt__load_error(ld, MT_ERANGE,
                               "the window starts at %.3f s, after the "
@@ -934,7 +974,7 @@ int mt__replay_window_finish(mt_loader_t *ld)
                               (double)ld->max_tick_ns / 1e9,
                               (double)ld->cap->totals.duration_ns / 1e9);
     if (!ld->win_ended) {
-        window_end(ld, NULL);
+        window_end(ld, UINT64_MAX);
         ld->cap->window.clamped = ld->win_to_ns != UINT64_MAX ||
                                   ld->win_to_seq != 0;
     }
@@ -951,9 +991,11 @@ static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
         if (!ld->win_started) {
             if (tk->ns > ld->max_tick_ns)
                 ld->max_tick_ns = tk->ns;
+            ld->have_tick = 1; /* the time, for a start by seq */
+            ld->last_tick_ns = tk->ns;
             if (tk->ns < ld->win_from_ns)
                 return 0;
-            window_start(ld, tk);
+            window_start(ld, tk->seq, tk->ns);
         }
         if (tk->rss > ld->win_max_rss)
             ld->win_max_rss = tk->rss;
@@ -976,7 +1018,7 @@ static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
         ld->max_tick_rss = tk->rss;
     if (ld->win && (ld->win_to_seq ? tk->seq >= ld->win_to_seq
                                    : tk->ns >= ld->win_to_ns))
-        window_end(ld, tk);
+        window_end(ld, tk->ns);
     return 0;
 }
 

@@ -249,6 +249,52 @@ START_TEST(end_by_seq)
 END_TEST
 
 
+START_TEST(exact_edges_by_seq)
+{
+    const char *path = tpath("seqedges");
+    phases_t n;
+    write_phases(path, &n);
+    /* Events 5 (free A) and 6 (C 4000); 7 (mmap D) is after the window. */
+    mt_load_opts_t o = {.window = 1, .from_seq = 5, .to_seq = 7};
+    mt_capture_t *cap = NULL;
+    char err[512];
+    ck_assert_int_eq(mt_capture_load(path, &o, &cap, err, sizeof err), 0);
+    const mt_totals_t *t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->peak_bytes, 6000);
+    ck_assert_uint_eq(t->peak_seq, 6);
+    ck_assert_uint_eq(t->current_bytes, 6000);
+    ck_assert_uint_eq(t->total_allocations, 1);
+    ck_assert_uint_eq(t->total_frees, 1);
+    const mt_node_stats_t *s = mt_capture_node_stats(cap);
+    AMT_EQ(s[n.b].peak, 2000, 1);
+    AMT_EQ(s[n.c].peak, 4000, 1);
+    AMT_EQ(s[n.d].peak, 0, 0);
+    AMT_EQ(s[n.c].leaked, 4000, 1);
+    AMT_EQ(s[n.b].leaked, 0, 0);
+    ck_assert_uint_eq(mt_capture_window(cap)->start_bytes, 3000);
+    ck_assert_uint_eq(mt_capture_window(cap)->from_ns, 200 * MS);
+    mt_capture_free(cap);
+
+    /* Only event 3 (T 50, made then freed by event 4, after the end). */
+    o = (mt_load_opts_t){.window = 1, .from_seq = 3, .to_seq = 4};
+    ck_assert_int_eq(mt_capture_load(path, &o, &cap, err, sizeof err), 0);
+    t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->peak_bytes, 3050);
+    s = mt_capture_node_stats(cap);
+    AMT_EQ(s[n.t].leaked, 50, 1);
+    AMT_EQ(s[n.t].temporary, 0, 0);
+    AMT_EQ(s[n.t].total, 50, 1);
+    mt_capture_free(cap);
+
+    o = (mt_load_opts_t){.window = 1, .from_seq = 99};
+    cap = (mt_capture_t *)1;
+    ck_assert_int_eq(mt_capture_load(path, &o, &cap, err, sizeof err),
+                     MT_ERANGE);
+    ck_assert_msg(strstr(err, "starts at event 99"), "%s", err);
+    unlink(path);
+}
+END_TEST
+
 /* ---- Combining a job ------------------------------------------------------ */
 
 /* A parent (pid 100, from 0 ms) holding 1000 bytes at node X, and two
@@ -520,6 +566,7 @@ Suite *mt_test_window_suite(void)
     tcase_add_test(tc, to_the_end_with_a_partial_munmap);
     tcase_add_test(tc, beyond_the_end);
     tcase_add_test(tc, end_by_seq);
+    tcase_add_test(tc, exact_edges_by_seq);
     suite_add_tcase(s, tc);
     TCase *job = tcase_create("job");
     tcase_add_test(job, job_found_from_the_parent);

@@ -47,9 +47,11 @@ typedef struct mt_load_opts_s {
      * a to_ns after it reads to the end (mt_window_t.clamped). */
     int window;
     uint64_t from_ns, to_ns;
-    /* Instead of to_ns when nonzero: end at the first tick whose seq is at
-     * or after to_seq (an mt_sample_t.seq), for combining processes. */
-    uint64_t to_seq;
+    /* Instead of from_ns / to_ns when nonzero: exact edges in the event
+     * order, the window holding the events with from_seq <= seq < to_seq
+     * (for records that carry seqs, such as stages, and for combining
+     * processes: a sample's seq ends a window right at that sample). */
+    uint64_t from_seq, to_seq;
     /* Read the file header only (no blocks): for finding a job's captures
      * cheaply. The capture then has no nodes, stats or samples. */
     int header_only;
