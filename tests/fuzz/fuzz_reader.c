@@ -221,6 +221,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         opts.window = 1;
         opts.from_ns = (a & 0x7f) * (a & 0x80 ? 1000000 : 1);
         opts.to_ns = b == 0xff ? UINT64_MAX : opts.from_ns + b * 1000001;
+        if (b & 1) { /* edges by event seq instead */
+            opts.from_seq = a;
+            opts.to_seq = b == 0xff ? 0 : a + (b >> 1);
+        }
         cap = NULL;
         rc = mt_capture_load(path, &opts, &cap, err, sizeof err);
         MT_FUZZ_CHECK(rc == 0 || rc == MT_ERANGE);
