@@ -10,6 +10,7 @@
 
 const char mt__diff_help[] =
     "usage: memtrace diff BEFORE.bin AFTER.bin [--top N] [--leaks] [--json]\n"
+    "                     [--from T] [--to T] [--no-children]\n"
     "\n"
     "The allocation sites whose live memory changed most between two\n"
     "captures, matched by location (function, file and line, never by\n"
@@ -23,6 +24,10 @@ const char mt__diff_help[] =
     "  --top N    number of sites (default 10)\n"
     "  --leaks    memory live at the end instead of at the peak\n"
     "  --json     machine-readable output\n"
+    MT_INPUT_HELP
+    "\n"
+    "The window applies to both runs, each from its own start. A\n"
+    "--follow-fork parent on either side is combined with its children.\n"
     "\n"
     "JSON fields: before, after, view, before_bytes, after_bytes, bytes_diff,\n"
     "sites, new_sites, vanished_sites, and top: a list of {site, bytes,\n"
@@ -36,6 +41,7 @@ static const struct option diff_options[] = {
     {"top", required_argument, NULL, OPT_TOP},
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"help", no_argument, NULL, 'h'},
+    MT_INPUT_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
@@ -45,10 +51,17 @@ int mt__cmd_diff(int argc, char **argv)
     mt_report_opts_t opts;
     memset(&opts, 0, sizeof opts);
     mt_view_t view = MT_VIEW_PEAK;
-    int c;
+    mt_inputs_t inputs;
+    memset(&inputs, 0, sizeof inputs);
+    int c, rc;
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":h", diff_options, NULL)) != -1) {
+        if ((rc = mt__inputs_option(cmd, c, optarg, &inputs)) != -2) {
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case OPT_JSON: opts.json = 1; break;
         case OPT_LEAKS: view = MT_VIEW_LEAKS; break;
@@ -65,11 +78,14 @@ int mt__cmd_diff(int argc, char **argv)
         return mt__usage_error(cmd, argc - optind < 2
                                         ? "needs two captures, BEFORE and AFTER"
                                         : "takes two captures, BEFORE and AFTER");
+    if ((rc = mt__inputs_check(cmd, &inputs)) >= 0)
+        return rc;
+    /* Each side with its children, in the same window of its own run. */
     mt_diff_input_t in = {NULL, NULL, argv[optind], argv[optind + 1], view};
-    in.before = mt__load_capture(in.before_path, 0);
+    in.before = mt__inputs_load(argv + optind, 1, &inputs);
     if (in.before)
-        in.after = mt__load_capture(in.after_path, 0);
-    int rc = in.before && in.after ? mt_report_diff(stdout, &in, &opts) : 1;
+        in.after = mt__inputs_load(argv + optind + 1, 1, &inputs);
+    rc = in.before && in.after ? mt_report_diff(stdout, &in, &opts) : 1;
     mt_capture_free(in.before);
     mt_capture_free(in.after);
     if (rc < 0)

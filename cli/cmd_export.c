@@ -17,8 +17,9 @@
 #include "memtrace/reporters.h"
 
 const char mt__export_help[] =
-    "usage: memtrace export FILE --format folded|csv|speedscope|pprof\n"
-    "                       [-o OUT] [-f] [--leaks]\n"
+    "usage: memtrace export FILE... --format folded|csv|speedscope|pprof\n"
+    "                       [-o OUT] [-f] [--leaks] [--from T] [--to T]\n"
+    "                       [--no-children]\n"
     "\n"
     "The capture in another tool's format. folded and csv go to stdout\n"
     "unless -o is given; speedscope and pprof go to a file beside the\n"
@@ -77,6 +78,7 @@ static const struct option export_options[] = {
     {"force", no_argument, NULL, 'f'},
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"help", no_argument, NULL, 'h'},
+    MT_INPUT_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
@@ -129,10 +131,17 @@ static FILE *export_open(const char *out, int force, int *regular)
 int mt__cmd_export(int argc, char **argv)
 {
     const char *cmd = "export", *format = NULL, *output = NULL;
-    int force = 0, leaks = 0, c;
+    int force = 0, leaks = 0, c, rc;
+    mt_inputs_t in;
+    memset(&in, 0, sizeof in);
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":o:fh", export_options, NULL)) != -1) {
+        if ((rc = mt__inputs_option(cmd, c, optarg, &in)) != -2) {
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case OPT_FORMAT: format = optarg; break;
         case 'o': output = optarg; break;
@@ -154,10 +163,11 @@ int mt__cmd_export(int argc, char **argv)
                                     "speedscope, pprof)", format);
     if (optind >= argc)
         return mt__usage_error(cmd, "missing the capture FILE");
-    if (argc - optind > 1)
-        return mt__usage_error(cmd, "unexpected argument '%s'", argv[optind + 1]);
+    if ((rc = mt__inputs_check(cmd, &in)) >= 0)
+        return rc;
     if (output && !output[0])
         return mt__usage_error(cmd, "-o needs a file name (or - for stdout)");
+    /* The default output is named after the first capture. */
     const char *path = argv[optind];
 
     char *def = NULL;
@@ -182,14 +192,15 @@ int mt__cmd_export(int argc, char **argv)
         free(def);
         return MT_EXIT_USAGE;
     }
-    mt_capture_t *cap = mt__load_capture(path, 0);
+    mt_capture_t *cap = mt__inputs_load(argv + optind,
+                                        (size_t)(argc - optind), &in);
     if (!cap) {
         free(def);
         return MT_EXIT_USAGE;
     }
     int regular = 0;
     FILE *out = dest ? export_open(dest, force, &regular) : stdout;
-    int rc = out ? export_write(out, cap, fmt->name,
+    rc = out ? export_write(out, cap, fmt->name,
                                 leaks ? MT_VIEW_LEAKS : MT_VIEW_PEAK)
                  : MT_EIO;
     mt_capture_free(cap);

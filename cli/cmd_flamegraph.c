@@ -16,9 +16,10 @@
 #include "memtrace/reporters.h"
 
 const char mt__flamegraph_help[] =
-    "usage: memtrace flamegraph FILE [-o OUT.html] [-f]\n"
+    "usage: memtrace flamegraph FILE... [-o OUT.html] [-f]\n"
     "                           [--leaks | --temporary-allocations]\n"
     "                           [--hide-imports] [--native | --no-native]\n"
+    "                           [--from T] [--to T] [--no-children]\n"
     "\n"
     "Writes an HTML flame graph of the capture: one self-contained page (no\n"
     "network access) with the traced heap and RSS over time, the\n"
@@ -45,7 +46,11 @@ const char mt__flamegraph_help[] =
     "             checkbox for it\n"
     "  --native, --no-native  start with native frames shown (the default)\n"
     "             or hidden, for captures with Python and native frames;\n"
-    "             the page has a checkbox for it\n";
+    "             the page has a checkbox for it\n"
+    MT_INPUT_HELP
+    "\n"
+    MT_INPUT_HELP_FILES
+    "The page is named after the first FILE.\n";
 
 
 /* Writes the page to a temporary file beside out and renames it, so that
@@ -95,6 +100,7 @@ static const struct option fg_options[] = {
     {"hide-imports", no_argument, NULL, OPT_HIDE_IMPORTS},
     {"native", no_argument, NULL, OPT_NATIVE},
     {"no-native", no_argument, NULL, OPT_NO_NATIVE},
+    MT_INPUT_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
@@ -103,11 +109,17 @@ int mt__cmd_flamegraph(int argc, char **argv)
     const char *cmd = "flamegraph", *output = NULL;
     mt_flamegraph_opts_t opts;
     memset(&opts, 0, sizeof opts);
-    int force = 0, leaks = 0, temporary = 0, c;
-    uint64_t threshold = 0;
+    int force = 0, leaks = 0, temporary = 0, c, rc;
+    mt_inputs_t in;
+    memset(&in, 0, sizeof in);
     opterr = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":o:fh", fg_options, NULL)) != -1) {
+        if ((rc = mt__inputs_option(cmd, c, optarg, &in)) != -2) {
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case 'o':
             output = optarg;
@@ -122,7 +134,7 @@ int mt__cmd_flamegraph(int argc, char **argv)
             temporary = 1;
             break;
         case OPT_THRESHOLD:
-            if (mt__parse_threshold(optarg, &threshold) < 0)
+            if (mt__parse_threshold(optarg, &in.temporary_threshold) < 0)
                 return mt__usage_error(cmd,
                                        "--temporary-allocation-threshold "
                                        "needs a whole number from 1 to "
@@ -151,9 +163,8 @@ int mt__cmd_flamegraph(int argc, char **argv)
                       : temporary ? MT_VIEW_TEMPORARY : MT_VIEW_PEAK;
     if (optind >= argc)
         return mt__usage_error(cmd, "missing the capture FILE");
-    if (argc - optind > 1)
-        return mt__usage_error(cmd, "unexpected argument '%s'",
-                               argv[optind + 1]);
+    if ((rc = mt__inputs_check(cmd, &in)) >= 0)
+        return rc;
     const char *path = argv[optind];
     if (output && !output[0])
         return mt__usage_error(cmd, "-o needs a file name");
@@ -173,12 +184,13 @@ int mt__cmd_flamegraph(int argc, char **argv)
         free(def);
         return MT_EXIT_USAGE;
     }
-    mt_capture_t *cap = mt__load_capture(path, threshold);
+    mt_capture_t *cap = mt__inputs_load(argv + optind,
+                                        (size_t)(argc - optind), &in);
     if (!cap) {
         free(def);
         return MT_EXIT_USAGE;
     }
-    int rc = fg_write(out, cap, &opts);
+    rc = fg_write(out, cap, &opts);
     mt_capture_free(cap);
     if (rc == 0) {
         fputs("Wrote ", stdout);

@@ -52,64 +52,10 @@ char *mt__default_html(const char *capture, const char *kind)
     return mt__default_output(capture, kind, "html");
 }
 
-/* Loads path. Errors and warnings go to stderr as one escaped line each
- * (a file name may hold a newline or an escape sequence). Returns the
- * capture, or NULL after printing the error. Every reading command uses it. */
-mt_capture_t *mt__load_capture(const char *path, uint64_t temporary_threshold)
-{
-    char err[1024] = "";
-    mt_load_opts_t opts;
-    memset(&opts, 0, sizeof opts);
-    opts.progress = isatty(STDERR_FILENO);
-    opts.temporary_threshold = temporary_threshold;
-    mt_capture_t *cap = NULL;
-    int rc = mt_capture_load(path, &opts, &cap, err, sizeof err);
-    if (rc < 0 || !cap) {
-        fputs("memtrace: ", stderr);
-        if (err[0]) {
-            mt_fputs_escaped(err, stderr);
-        } else {
-            /* The reader always writes a message; this is a fallback. */
-            mt_fputs_escaped(path, stderr);
-            fprintf(stderr, ": %s", mt_strerror(rc < 0 ? rc : MT_EINVAL));
-        }
-        fputc('\n', stderr);
-        mt_capture_free(cap);
-        return NULL;
-    }
-    /* An aggregate capture has no events to count temporary allocations
-     * again: only the threshold the tracer counted with can be shown. */
-    const mt_totals_t *t = mt_capture_totals(cap);
-    if ((mt_capture_header(cap)->flags & MT_FLAG_AGGREGATE) &&
-        temporary_threshold && temporary_threshold != t->temporary_threshold) {
-        fputs("memtrace: ", stderr);
-        mt_fputs_escaped(path, stderr);
-        fprintf(stderr, ": --temporary-allocation-threshold %llu needs the "
-                "events, and this aggregate capture (memtrace run --aggregate) "
-                "has none: its temporary allocations were counted with a "
-                "threshold of %llu\n", (unsigned long long)temporary_threshold,
-                (unsigned long long)t->temporary_threshold);
-        mt_capture_free(cap);
-        return NULL;
-    }
-    const char *warning = mt_capture_warning(cap);
-    if (warning) {
-        fputs("memtrace: warning: ", stderr);
-        /* Name the file, as errors do, unless the reader already did. */
-        if (!strstr(warning, path)) {
-            mt_fputs_escaped(path, stderr);
-            fputs(": ", stderr);
-        }
-        mt_fputs_escaped(warning, stderr);
-        fputc('\n', stderr);
-    }
-    return cap;
-}
-
-/* --temporary-allocation-threshold and --fail-over of the command being
- * run (0: not given). Set by parse_read_args; one command per process. */
-static uint64_t temporary_threshold;
+/* --fail-over, the window and the like of the command being run. Set by
+ * parse_read_args; one command per process. */
 static uint64_t fail_over;
+static mt_inputs_t inputs;
 
 /* Parses a size for --fail-over: a number with an optional unit, B, K/KB,
  * M/MB, G/GB (powers of 1000) or KiB, MiB, GiB (powers of 1024), any case.
@@ -142,12 +88,32 @@ int mt__parse_size(const char *arg, uint64_t *out)
 
 /* Loads the capture, runs the reporter on stdout, and maps failures to
  * the exit status; with --fail-over, exit 1 when the peak is over it. */
-static int run_report(const char *cmd, const char *path, mt_reporter_fn fn,
-                      const mt_report_opts_t *opts)
+static int run_report(const char *cmd, char *const *paths, size_t npaths,
+                      mt_reporter_fn fn, const mt_report_opts_t *opts)
 {
-    mt_capture_t *cap = mt__load_capture(path, temporary_threshold);
+    /* Stages and memory samples are per process: these two read the one
+     * capture named, never a combination. */
+    int one_process = fn == mt_report_stages || fn == mt_report_rss;
+    if (one_process && npaths > 1)
+        return mt__usage_error(cmd, "reads one capture (one process), not %zu; "
+                                    "run it on each FILE.<pid>", npaths);
+    if (one_process)
+        inputs.no_children = 1;
+    mt_capture_t *cap = mt__inputs_load(paths, npaths, &inputs);
     if (!cap)
         return MT_EXIT_USAGE;
+    /* Stages and the RSS split place records among the events (the heap
+     * at each moment); an aggregate capture has none. */
+    if ((fn == mt_report_stages || fn == mt_report_rss) &&
+        (mt_capture_header(cap)->flags & MT_FLAG_AGGREGATE)) {
+        fprintf(stderr, "memtrace %s: ", cmd);
+        mt_fputs_escaped(mt_capture_path(cap), stderr);
+        fprintf(stderr, ": recorded with --aggregate, which keeps totals, not "
+                        "events: `memtrace %s` needs the heap at each moment "
+                        "(record without --aggregate)\n", cmd);
+        mt_capture_free(cap);
+        return MT_EXIT_USAGE;
+    }
     int rc = fn(stdout, cap, opts);
     uint64_t peak = mt_capture_totals(cap)->peak_bytes;
     mt_capture_free(cap);
@@ -222,27 +188,35 @@ static const struct option report_options[] = {
     {"temporary-allocations", no_argument, NULL, OPT_TEMPORARY},
     {"temporary-allocation-threshold", required_argument, NULL, OPT_THRESHOLD},
     {"fail-over", required_argument, NULL, OPT_FAIL_OVER},
+    MT_INPUT_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 static const struct option plain_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
+    MT_INPUT_LONGOPTS,
     {NULL, 0, NULL, 0},
 };
 
 /* Parses argv for cmd. with_report_options: --top and --leaks allowed.
- * Returns -1 to go on (opts and *path set), else an exit status. */
+ * Returns -1 to go on (opts, *paths and *npaths set: the captures), else
+ * an exit status. */
 static int parse_read_args(const char *cmd, int argc, char **argv,
                            int with_report_options, mt_report_opts_t *opts,
-                           const char **path)
+                           char ***paths, size_t *npaths)
 {
     const struct option *longopts =
         with_report_options ? report_options : plain_options;
     memset(opts, 0, sizeof *opts);
     opterr = 0;
     optind = 1;
-    int c;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = mt__inputs_option(cmd, c, optarg, &inputs)) != -2) {
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case OPT_JSON:
             opts->json = 1;
@@ -269,7 +243,7 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
                                             "512MB or 1.5GiB, not '%s'", optarg);
             break;
         case OPT_THRESHOLD:
-            if (mt__parse_threshold(optarg, &temporary_threshold) < 0)
+            if (mt__parse_threshold(optarg, &inputs.temporary_threshold) < 0)
                 return mt__usage_error(cmd,
                                        "--temporary-allocation-threshold "
                                        "needs a whole number from 1 to "
@@ -284,49 +258,54 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
     }
     if (optind >= argc)
         return mt__usage_error(cmd, "missing the capture FILE");
-    if (argc - optind > 1)
-        return mt__usage_error(cmd, "unexpected argument '%s'",
-                               argv[optind + 1]);
-    *path = argv[optind];
+    if ((rc = mt__inputs_check(cmd, &inputs)) >= 0)
+        return rc;
+    *paths = argv + optind;
+    *npaths = (size_t)(argc - optind);
     return -1;
 }
 
 int mt__cmd_summary(int argc, char **argv)
 {
     mt_report_opts_t opts;
-    const char *path;
-    int rc = parse_read_args("summary", argc, argv, 0, &opts, &path);
-    return rc >= 0 ? rc : run_report("summary", path, mt_report_summary, &opts);
+    char **paths;
+    size_t n;
+    int rc = parse_read_args("summary", argc, argv, 0, &opts, &paths, &n);
+    return rc >= 0 ? rc : run_report("summary", paths, n, mt_report_summary, &opts);
 }
 
 int mt__cmd_report(int argc, char **argv)
 {
     mt_report_opts_t opts;
-    const char *path;
-    int rc = parse_read_args("report", argc, argv, 1, &opts, &path);
-    return rc >= 0 ? rc : run_report("report", path, mt_report_top, &opts);
+    char **paths;
+    size_t n;
+    int rc = parse_read_args("report", argc, argv, 1, &opts, &paths, &n);
+    return rc >= 0 ? rc : run_report("report", paths, n, mt_report_top, &opts);
 }
 
 int mt__cmd_stats(int argc, char **argv)
 {
     mt_report_opts_t opts;
-    const char *path;
-    int rc = parse_read_args("stats", argc, argv, 0, &opts, &path);
-    return rc >= 0 ? rc : run_report("stats", path, mt_report_stats, &opts);
+    char **paths;
+    size_t n;
+    int rc = parse_read_args("stats", argc, argv, 0, &opts, &paths, &n);
+    return rc >= 0 ? rc : run_report("stats", paths, n, mt_report_stats, &opts);
 }
 
 int mt__cmd_stages(int argc, char **argv)
 {
     mt_report_opts_t opts;
-    const char *path;
-    int rc = parse_read_args("stages", argc, argv, 0, &opts, &path);
-    return rc >= 0 ? rc : run_report("stages", path, mt_report_stages, &opts);
+    char **paths;
+    size_t n;
+    int rc = parse_read_args("stages", argc, argv, 0, &opts, &paths, &n);
+    return rc >= 0 ? rc : run_report("stages", paths, n, mt_report_stages, &opts);
 }
 
 int mt__cmd_rss(int argc, char **argv)
 {
     mt_report_opts_t opts;
-    const char *path;
-    int rc = parse_read_args("rss", argc, argv, 0, &opts, &path);
-    return rc >= 0 ? rc : run_report("rss", path, mt_report_rss, &opts);
+    char **paths;
+    size_t n;
+    int rc = parse_read_args("rss", argc, argv, 0, &opts, &paths, &n);
+    return rc >= 0 ? rc : run_report("rss", paths, n, mt_report_rss, &opts);
 }

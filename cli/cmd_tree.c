@@ -23,18 +23,18 @@
 #define MT_DEFAULT_COLUMNS 100
 #define MT_MAX_COLUMNS 10000
 
-/* The capture FILE: exactly one argument left. Returns it, or NULL after
- * a usage error (*status set). */
-static const char *one_file(const char *cmd, int argc, char **argv,
-                            int *status)
+/* The first capture FILE (more may follow, combined), after checking the
+ * window. Returns it, or NULL after a usage error (*status set). */
+static const char *first_file(const char *cmd, int argc, char **argv,
+                              const mt_inputs_t *in, int *status)
 {
     if (optind >= argc) {
         *status = mt__usage_error(cmd, "missing the capture FILE");
         return NULL;
     }
-    if (argc - optind > 1) {
-        *status = mt__usage_error(cmd, "unexpected argument '%s'",
-                                  argv[optind + 1]);
+    int rc = mt__inputs_check(cmd, in);
+    if (rc >= 0) {
+        *status = rc;
         return NULL;
     }
     return argv[optind];
@@ -102,14 +102,22 @@ int mt__cmd_tree(int argc, char **argv)
         {"top", required_argument, NULL, OPT_TOP},
         {"leaks", no_argument, NULL, OPT_LEAKS},
         {"help", no_argument, NULL, 'h'},
+        MT_INPUT_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     mt_tree_opts_t opts;
     memset(&opts, 0, sizeof opts);
+    mt_inputs_t in;
+    memset(&in, 0, sizeof in);
     opterr = 0;
     optind = 1;
-    int c;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if ((rc = mt__inputs_option("tree", c, optarg, &in)) != -2) {
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case OPT_JSON:
             opts.json = 1;
@@ -132,15 +140,16 @@ int mt__cmd_tree(int argc, char **argv)
         }
     }
     int status = 0;
-    const char *path = one_file("tree", argc, argv, &status);
+    const char *path = first_file("tree", argc, argv, &in, &status);
     if (!path)
         return status;
     opts.width = terminal_width();
     opts.ascii = !locale_is_utf8();
-    mt_capture_t *cap = mt__load_capture(path, 0);
+    mt_capture_t *cap = mt__inputs_load(argv + optind,
+                                        (size_t)(argc - optind), &in);
     if (!cap)
         return MT_EXIT_USAGE;
-    int rc = mt_report_tree(stdout, cap, &opts);
+    rc = mt_report_tree(stdout, cap, &opts);
     mt_capture_free(cap);
     if (rc < 0) {
         fprintf(stderr, "memtrace tree: cannot write the report: %s\n",
@@ -216,16 +225,24 @@ int mt__cmd_table(int argc, char **argv)
         {"force", no_argument, NULL, 'f'},
         {"leaks", no_argument, NULL, OPT_LEAKS},
         {"help", no_argument, NULL, 'h'},
+        MT_INPUT_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     mt_table_opts_t opts;
     memset(&opts, 0, sizeof opts);
+    mt_inputs_t in;
+    memset(&in, 0, sizeof in);
     const char *output = NULL;
     int force = 0;
     opterr = 0;
     optind = 1;
-    int c;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":ho:f", longopts, NULL)) != -1) {
+        if ((rc = mt__inputs_option("table", c, optarg, &in)) != -2) {
+            if (rc >= 0)
+                return rc;
+            continue;
+        }
         switch (c) {
         case 'o':
             if (!optarg[0])
@@ -246,7 +263,7 @@ int mt__cmd_table(int argc, char **argv)
         }
     }
     int status = 0;
-    const char *path = one_file("table", argc, argv, &status);
+    const char *path = first_file("table", argc, argv, &in, &status);
     if (!path)
         return status;
     char *dflt = NULL;
@@ -265,7 +282,8 @@ int mt__cmd_table(int argc, char **argv)
         free(dflt);
         return MT_EXIT_USAGE;
     }
-    mt_capture_t *cap = mt__load_capture(path, 0);
+    mt_capture_t *cap = mt__inputs_load(argv + optind,
+                                        (size_t)(argc - optind), &in);
     status = cap ? write_table(cap, output, force, &opts) : MT_EXIT_USAGE;
     mt_capture_free(cap);
     free(dflt);

@@ -5,6 +5,8 @@
 #ifndef MT_CLI_COMMANDS_H
 #define MT_CLI_COMMANDS_H
 
+#include <getopt.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -46,6 +48,77 @@ extern const char mt__flamegraph_help[];
 struct mt_capture_s;
 struct mt_capture_s *mt__load_capture(const char *path,
                                       uint64_t temporary_threshold);
+/* ---- Input of the reading commands (cli/inputs.c) ---------------------- */
+
+/* A --from/--to value: seconds from the start, or a name (a stage name,
+ * which later versions will accept, now a usage error: a stage's records
+ * will give event seqs, and mt_load_opts_t.from_seq/to_seq take those as
+ * exact edges). */
+typedef struct mt_time_arg_s {
+    int set;
+    double seconds;
+    const char *name;
+} mt_time_arg_t;
+
+/* What a reading command reads: its window and whether a parent's
+ * children are found and combined. */
+typedef struct mt_inputs_s {
+    mt_time_arg_t from, to;
+    int no_children;
+    uint64_t temporary_threshold; /* 0: the default */
+} mt_inputs_t;
+
+/* The options, for a command's getopt_long table (values below 1000, so
+ * they never clash with a command's own). */
+enum { MT_OPT_FROM = 900, MT_OPT_TO, MT_OPT_NO_CHILDREN };
+#define MT_INPUT_LONGOPTS                                                      \
+    {"from", required_argument, NULL, MT_OPT_FROM},                            \
+    {"to", required_argument, NULL, MT_OPT_TO},                                \
+    {"no-children", no_argument, NULL, MT_OPT_NO_CHILDREN}
+
+/* The help lines of those options, for every reading command's help. */
+#define MT_INPUT_HELP                                                          \
+    "  --from T, --to T  only a window of the run, T in seconds from the\n"   \
+    "             start (1.5, 2s, 250ms; from the first process's start when\n"\
+    "             processes are combined). Events carry no time: the edges\n"  \
+    "             are placed at RSS samples, the first at or after T, so they\n"\
+    "             are exact to one --rss-interval (default 10 ms). Peak: the\n"\
+    "             high-water mark inside the window; leaks: allocations made\n"\
+    "             inside it and still live at its end; totals count only the\n"\
+    "             window. A --to after the end reads to the end; a --from\n"  \
+    "             after the last sample is an error.\n"                       \
+    "  --no-children  read only the captures named: do not add the children\n"\
+    "             a --follow-fork parent finds beside it\n"
+
+#define MT_INPUT_HELP_FILES                                                    \
+    "Several captures (FILE FILE.*), or a --follow-fork parent alone (its\n" \
+    "children's FILE.<pid> captures are found beside it), are combined into\n"\
+    "one report: amounts summed per site, the peak being the high-water\n"  \
+    "mark of the processes' summed heaps over time (what a container's\n"   \
+    "memory limit sees), with a table of the processes.\n"
+
+/* The JSON fields summary and report add for windows and processes. */
+#define MT_JOB_JSON_HELP                                                       \
+    "window ({from_s, to_s, start_bytes, clamped}: where the window\n"       \
+    "started and ended, at RSS samples, and the heap at its start; null\n"  \
+    "without --from/--to), and processes (one per process combined, the\n"  \
+    "first the parent: {pid, parent_pid, command, capture, start_s,\n"       \
+    "duration_s, peak_bytes, peak_time_s, at_peak_bytes, leaked_bytes,\n"    \
+    "leaked_allocations, total_allocations, total_bytes_allocated,\n"       \
+    "complete}; at_peak_bytes is its heap at the combined peak, times are\n"\
+    "since the first process started).\n"
+
+/* Handles c when it is one of MT_INPUT_LONGOPTS: returns -1 (handled),
+ * -2 (not one of them), or an exit status after a usage error. */
+int mt__inputs_option(const char *cmd, int c, const char *arg,
+                      mt_inputs_t *in);
+/* After the options: -1, or an exit status (--from not before --to). */
+int mt__inputs_check(const char *cmd, const mt_inputs_t *in);
+/* Loads paths[0..n) as one job (mt_capture_load_job); prints the error
+ * or warning as one escaped line. Returns the capture or NULL. */
+struct mt_capture_s *mt__inputs_load(char *const *paths, size_t n,
+                                     const mt_inputs_t *in);
+
 /* Parses a size like 512MB, 1.5GiB or 1000 (bytes) into *out. 0 or -1. */
 int mt__parse_size(const char *arg, uint64_t *out);
 /* Parses --temporary-allocation-threshold's N (1 to 2^32). 0 or -1. */

@@ -19,12 +19,16 @@ typedef struct mt_command_s {
 } mt_command_t;
 
 static const char summary_help[] =
-    "usage: memtrace summary FILE [--json]\n"
+    "usage: memtrace summary FILE... [--json] [--from T] [--to T]\n"
+    "                        [--no-children]\n"
     "\n"
     "Peak and current heap, totals, and the top 5 locations at the peak.\n"
     "\n"
     "options:\n"
     "  --json     machine-readable output\n"
+    MT_INPUT_HELP
+    "\n"
+    MT_INPUT_HELP_FILES
     "\n"
     "JSON fields: capture, pid, command, peak_bytes, peak_time_s,\n"
     "current_bytes, current_allocations, total_allocations, total_frees,\n"
@@ -35,11 +39,13 @@ static const char summary_help[] =
     "null), parent_pid, root_pid, origin (\"root\", \"fork\" or\n"
     "\"exec\"; null unless recorded with --follow-fork), children (the pids\n"
     "of the child processes it started, each traced into FILE.<pid> beside\n"
-    "the root's FILE), top (site entries as in `memtrace report`).\n";
+    "the root's FILE), top (site entries as in `memtrace report`),\n"
+    MT_JOB_JSON_HELP;
 
 static const char report_help[] =
-    "usage: memtrace report FILE [--top N] [--leaks | --all-allocations |\n"
+    "usage: memtrace report FILE... [--top N] [--leaks | --all-allocations |\n"
     "                             --temporary-allocations] [--json]\n"
+    "                             [--from T] [--to T] [--no-children]\n"
     "\n"
     "The heap's current and peak size, then the top N allocation sites\n"
     "with the heaviest traceback of each. Without --leaks: the memory live\n"
@@ -59,6 +65,10 @@ static const char report_help[] =
     "             (512MB, 1.5GiB, 1000000: K/M/G are powers of 1000, KiB/MiB/\n"
     "             GiB of 1024), for CI jobs with a memory budget\n"
     "  --json     machine-readable output\n"
+    MT_INPUT_HELP
+    "\n"
+    MT_INPUT_HELP_FILES
+    "--fail-over then checks the combined peak.\n"
     "\n"
     "JSON fields: capture, view (\"peak\", \"leaks\", \"all\" or\n"
     "\"temporary\"), current_bytes,\n"
@@ -66,10 +76,12 @@ static const char report_help[] =
     "total_bytes_allocated, complete, warning, view_bytes,\n"
     "view_allocations, sites (how many), and top: a list of\n"
     "{bytes, count, site, stack, stack_truncated} where site and each stack\n"
-    "entry are {function, file, line, module} and stack is innermost first.\n";
+    "entry are {function, file, line, module} and stack is innermost first;\n"
+    MT_JOB_JSON_HELP;
 
 static const char stats_help[] =
-    "usage: memtrace stats FILE [--json]\n"
+    "usage: memtrace stats FILE... [--json] [--from T] [--to T]\n"
+    "                      [--no-children]\n"
     "\n"
     "Counts of allocations and frees, allocations per allocator, the size\n"
     "histogram (power-of-two buckets), and the top 5 sites by bytes\n"
@@ -77,6 +89,9 @@ static const char stats_help[] =
     "\n"
     "options:\n"
     "  --json     machine-readable output\n"
+    MT_INPUT_HELP
+    "\n"
+    MT_INPUT_HELP_FILES
     "\n"
     "JSON fields: capture, total_allocations, total_frees, unmatched_frees,\n"
     "total_bytes_allocated, peak_bytes, current_bytes, current_allocations,\n"
@@ -86,7 +101,8 @@ static const char stats_help[] =
     "`memtrace report`).\n";
 
 static const char tree_help[] =
-    "usage: memtrace tree FILE [--leaks] [--top N] [--json]\n"
+    "usage: memtrace tree FILE... [--leaks] [--top N] [--json]\n"
+    "                     [--from T] [--to T] [--no-children]\n"
     "\n"
     "The biggest stacks as a call tree: the root holds all memory live at\n"
     "the high-water mark (with --leaks: live when tracing ended), each\n"
@@ -106,6 +122,9 @@ static const char tree_help[] =
     "  --top N    number of leaf stacks shown (default 10)\n"
     "  --leaks    memory live at the end instead of at the peak\n"
     "  --json     the same tree as nested JSON objects\n"
+    MT_INPUT_HELP
+    "\n"
+    MT_INPUT_HELP_FILES
     "\n"
     "JSON fields: capture, view (\"peak\" or \"leaks\"), complete, warning\n"
     "(or null), bytes, count, stacks, shown_stacks, other_stacks,\n"
@@ -116,7 +135,8 @@ static const char tree_help[] =
     "\"<root>\".\n";
 
 static const char table_help[] =
-    "usage: memtrace table FILE [-o OUT.html] [-f] [--leaks]\n"
+    "usage: memtrace table FILE... [-o OUT.html] [-f] [--leaks]\n"
+    "                      [--from T] [--to T] [--no-children]\n"
     "\n"
     "Writes an HTML page with one row per allocation site: bytes, share,\n"
     "number of allocations, average size, function, file:line and module,\n"
@@ -132,6 +152,10 @@ static const char table_help[] =
     "             the capture's file name without \".bin\"\n"
     "  -f, --force  overwrite OUT.html if it exists\n"
     "  --leaks    memory live at the end instead of at the peak\n"
+    MT_INPUT_HELP
+    "\n"
+    MT_INPUT_HELP_FILES
+    "The page is named after the first FILE.\n"
     "\n"
     "Prints \"Wrote OUT.html\". The page holds the 5000 largest sites; the\n"
     "rest are summed up. It embeds its data as JSON in\n"

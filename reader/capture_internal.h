@@ -51,7 +51,20 @@ struct mt_capture_s {
     size_t child_count, child_cap;
 
     mt_symbolizer_t *symbolizer; /* created on first mt_capture_frames() */
+
+    mt_window_t window;
+    /* One per process (combine.c fills several); strings in `owned`. */
+    mt_process_t *processes;
+    size_t process_count;
+    /* Storage the capture owns for a combined capture: the header strings
+     * and process strings of the captures it was made from. */
+    void **owned;
+    size_t owned_count, owned_cap;
 };
+
+/* reader.c: makes cap own p (freed by mt_capture_free). 0 or MT_ENOMEM
+ * (then p is freed). */
+int mt__capture_own(mt_capture_t *cap, void *p);
 
 /* symbolize.c: frees the symbolizer (NULL is fine). */
 void mt__symbolizer_free(mt_symbolizer_t *s);

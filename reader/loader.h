@@ -178,6 +178,14 @@ typedef struct mt_loader_s {
         mt_node_stats_t st;
     } *agg_entries;        /* its node entries */
     size_t agg_n, agg_cap;
+    /* the window (mt_load_opts_t.window); see replay.c */
+    int win;               /* a window was asked for */
+    int win_started, win_ended;
+    uint64_t win_from_ns, win_to_ns, win_from_seq, win_to_seq;
+    uint64_t win_edge;     /* events at or after it go to window_edge */
+    uint64_t win_start_ordinal; /* allocations before the window */
+    uint64_t win_max_rss;
+    mt_totals_t win_base;  /* the totals when the window started */
 
     /* where we are */
     uint64_t block_off;    /* file offset of the current block */
@@ -210,6 +218,11 @@ int mt__replay_add_stage(mt_loader_t *ld, const mt_tick_t *tk);
 /* Processes, in seq order, pending events with seq < w and ticks with
  * seq <= w; everything when final. */
 int mt__replay_until(mt_loader_t *ld, uint64_t w, int final);
+/* Sets up the window of opts (before any block is read). */
+void mt__replay_window_init(mt_loader_t *ld, const mt_load_opts_t *opts);
+/* After the last event: closes a window still open. Returns 0, or
+ * MT_ERANGE (with the message) when the window never started. */
+int mt__replay_window_finish(mt_loader_t *ld);
 /* Called when the current block is done: moves the bytes of runs that
  * still point into it to their own storage. */
 int mt__replay_end_block(mt_loader_t *ld);

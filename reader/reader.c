@@ -492,6 +492,9 @@ static int add_child(mt_capture_t *cap, uint64_t pid)
 {
     if (pid > INT64_MAX)
         return 0;
+    for (size_t i = 0; i < cap->child_count; i++)
+        if (cap->children[i] == (int64_t)pid)
+            return 0; /* once per pid (a pid reused, or a record repeated) */
     if (cap->child_count == cap->child_cap) {
         size_t nc = cap->child_cap ? cap->child_cap * 2 : 16;
         int64_t *c = realloc(cap->children, nc * sizeof(*c));
@@ -926,7 +929,7 @@ static int read_blocks(mt_loader_t *ld, mt_src_t *src, mt_progress_t *pg)
     return mt__replay_until(ld, 0, 1);
 }
 
-static void finish_totals(mt_loader_t *ld)
+static int finish_totals(mt_loader_t *ld)
 {
     mt_totals_t *t = &ld->cap->totals;
     t->complete = ld->have_trailer;
@@ -955,6 +958,76 @@ static void finish_totals(mt_loader_t *ld)
     if (t->events_lost)
         mt__load_warn(ld, "the tracer stopped early: events after that point "
                       "are missing");
+    int rc = mt__replay_window_finish(ld);
+    if (ld->cap->window.active && ld->cap->window.to_ns == UINT64_MAX)
+        ld->cap->window.to_ns = t->duration_ns;
+    return rc;
+}
+
+/* Joins argv with spaces into a malloc'd string ("" when empty). */
+static char *join_argv(const mt_header_t *h)
+{
+    size_t len = 1;
+    for (int i = 0; i < h->argc; i++)
+        len += strlen(h->argv[i]) + 1;
+    char *s = malloc(len), *p = s;
+    if (!s)
+        return NULL;
+    for (int i = 0; i < h->argc; i++) {
+        size_t n = strlen(h->argv[i]);
+        if (i)
+            *p++ = ' ';
+        memcpy(p, h->argv[i], n);
+        p += n;
+    }
+    *p = 0;
+    return s;
+}
+
+int mt__capture_own(mt_capture_t *cap, void *p)
+{
+    if (cap->owned_count == cap->owned_cap) {
+        size_t nc = cap->owned_cap ? cap->owned_cap * 2 : 8;
+        void **o = realloc(cap->owned, nc * sizeof *o);
+        if (!o) {
+            free(p);
+            return MT_ENOMEM;
+        }
+        cap->owned = o;
+        cap->owned_cap = nc;
+    }
+    cap->owned[cap->owned_count++] = p;
+    return 0;
+}
+
+/* The one process of a plain capture. */
+static int describe_process(mt_capture_t *cap)
+{
+    const mt_totals_t *t = &cap->totals;
+    char *command = join_argv(&cap->header);
+    mt_process_t *p = calloc(1, sizeof *p);
+    if (!command || !p || mt__capture_own(cap, command)) {
+        free(p);
+        return MT_ENOMEM;
+    }
+    uint64_t leaked = 0, count = 0;
+    for (size_t i = 0; i < cap->node_count; i++) {
+        leaked += cap->node_stats[i].leaked.bytes;
+        count += cap->node_stats[i].leaked.count;
+    }
+    *p = (mt_process_t){
+        .path = cap->path, .command = command, .pid = cap->header.pid,
+        .parent_pid = cap->header.parent_pid,
+        .duration_ns = t->duration_ns, .peak_bytes = t->peak_bytes,
+        .peak_time_ns = t->peak_time_ns, .at_peak_bytes = t->peak_bytes,
+        .leaked_bytes = leaked, .leaked_count = count,
+        .total_allocations = t->total_allocations,
+        .total_bytes_allocated = t->total_bytes_allocated,
+        .complete = t->complete,
+    };
+    cap->processes = p;
+    cap->process_count = 1;
+    return 0;
 }
 
 static int load(mt_loader_t *ld, mt_src_t *src, const mt_load_opts_t *opts)
@@ -972,13 +1045,29 @@ static int load(mt_loader_t *ld, mt_src_t *src, const mt_load_opts_t *opts)
         return mt__load_error(ld, rc, "out of memory");
     cap->nodes[0] = (mt_node_t){0, UINT32_MAX, 0};
     cap->node_count = 1;
-    if (!(rc = parse_header(ld, src)))
+    mt__replay_window_init(ld, opts);
+    rc = parse_header(ld, src);
+    /* An aggregate capture keeps totals, not events: there is nothing to
+     * place a window's edges between (and combining processes needs each
+     * one's heap at one moment, read through such a window). */
+    if (!rc && ld->win && (cap->header.flags & MT_FLAG_AGGREGATE))
+        rc = mt__load_error(ld, MT_EINVAL, "recorded with --aggregate, which "
+                            "keeps totals, not events: a window (--from/--to) "
+                            "or a combined report of several processes cannot "
+                            "be read from it (read each capture alone, "
+                            "--no-children)");
+    if (!rc && opts && opts->header_only)
+        return describe_process(cap) ? mt__load_error(ld, MT_ENOMEM,
+                                                      "out of memory") : 0;
+    if (!rc)
         rc = read_blocks(ld, src, &pg);
     progress_end(&pg);
     if (!rc)
         rc = mt__stages_finish(ld);
     if (!rc)
-        finish_totals(ld);
+        rc = finish_totals(ld);
+    if (!rc && describe_process(cap))
+        rc = mt__load_error(ld, MT_ENOMEM, "out of memory");
     return rc;
 }
 
@@ -1070,6 +1159,10 @@ void mt_capture_free(mt_capture_t *cap)
     free(cap->python_version);
     free(cap->warning);
     free(cap->path);
+    free(cap->processes);
+    for (size_t i = 0; i < cap->owned_count; i++)
+        free(cap->owned[i]);
+    free(cap->owned);
     free(cap);
 }
 
@@ -1097,6 +1190,21 @@ const int64_t *mt_capture_children(const mt_capture_t *cap, size_t *count)
 const char *mt_capture_warning(const mt_capture_t *cap)
 {
     return cap->warning;
+}
+
+const mt_window_t *mt_capture_window(const mt_capture_t *cap)
+{
+    return &cap->window;
+}
+
+size_t mt_capture_process_count(const mt_capture_t *cap)
+{
+    return cap->process_count;
+}
+
+const mt_process_t *mt_capture_processes(const mt_capture_t *cap)
+{
+    return cap->processes;
 }
 
 size_t mt_capture_node_count(const mt_capture_t *cap)

@@ -247,7 +247,9 @@ static inline void count_free(mt_loader_t *ld, uint64_t size, uint32_t stack,
     t->current_count--;
     t->total_frees++;
     ns->leaked.count--;
-    if (t->total_allocations - ordinal - 1 < ld->threshold) {
+    /* ordinal below the window's start: made before it, not its churn */
+    if (t->total_allocations - ordinal - 1 < ld->threshold &&
+        ordinal >= ld->win_start_ordinal) {
         ns->temporary.bytes += size;
         ns->temporary.count++;
     }
@@ -531,11 +533,16 @@ static int bad_stack(mt_loader_t *ld, const mt_run_t *r, const mt_event_t *ev)
                           (unsigned long long)r->block_off);
 }
 
+static int window_edge(mt_loader_t *ld, uint64_t seq);
+
 static inline int apply_event(mt_loader_t *ld, const mt_run_t *r,
                               const mt_event_t *ev)
 {
     mt_totals_t *t = &ld->cap->totals;
     int rc;
+    if (__builtin_expect(ev->seq >= ld->win_edge, 0) &&
+        window_edge(ld, ev->seq))
+        return 0; /* after the window: nothing more counts */
     t->events++;
     if (ev->stack >= ld->cap->node_count)
         return bad_stack(ld, r, ev);
@@ -731,8 +738,8 @@ int mt__replay_add_run(mt_loader_t *ld, uint32_t thread, const uint8_t *p,
                        const uint8_t *end, uint64_t off)
 {
     int rc;
-    if (p >= end)
-        return 0;
+    if (p >= end || ld->win_ended)
+        return 0; /* after the window's end, events are not even decoded */
     if (ld->nheap >= MT_MAX_PENDING_RUNS) {
         if (!ld->forced++)
             mt__load_warn(ld, "more than %u event sections arrived without "
@@ -861,6 +868,160 @@ static void tick_pop(mt_loader_t *ld)
         h[i] = x;
 }
 
+/* ---- The window ----------------------------------------------------------- *
+ * Events carry a seq, not a time; ticks map one to the other. The window
+ * starts when the first tick at or after from_ns is processed (all events
+ * before it are applied, so the heap is right) and ends at the first tick
+ * at or after to_ns: from then on events are dropped, runs not decoded.
+ * At the start the counters are remembered (the window's are differences)
+ * and the per-node total and temporary amounts zeroed; the peak snapshot
+ * is retaken, so the window's high-water mark starts at the heap it
+ * begins with. At the end, the leaks view is recomputed from the live
+ * allocations made since the start (their ordinals tell).
+ *
+ * Edges given as seqs (from_seq, to_seq) are exact: the window starts
+ * right before the first event at or after from_seq and ends right before
+ * the first at or after to_seq (or at a tick there, which comes first).
+ * apply_event checks one number, win_edge: the next seq edge, UINT64_MAX
+ * when there is none, 0 once the window ended (every event is dropped). */
+
+void mt__replay_window_init(mt_loader_t *ld, const mt_load_opts_t *opts)
+{
+    ld->win_edge = UINT64_MAX;
+    if (!opts || !opts->window)
+        return;
+    ld->win = 1;
+    ld->win_from_ns = opts->from_ns;
+    ld->win_to_ns = opts->to_ns;
+    ld->win_from_seq = opts->from_seq;
+    ld->win_to_seq = opts->to_seq;
+    ld->cap->window.active = 1;
+    ld->cap->window.to_ns = UINT64_MAX;
+    if (ld->win_from_seq)
+        ld->win_from_ns = UINT64_MAX; /* no tick starts it */
+    else if (ld->win_from_ns == 0)
+        ld->win_started = 1; /* from the very start: nothing to reset */
+    ld->win_edge = !ld->win_started && ld->win_from_seq ? ld->win_from_seq
+                   : ld->win_to_seq                      ? ld->win_to_seq
+                                                         : UINT64_MAX;
+}
+
+static void window_start(mt_loader_t *ld, uint64_t seq, uint64_t ns)
+{
+    mt_capture_t *cap = ld->cap;
+    ld->win_started = 1;
+    ld->win_base = cap->totals;
+    ld->win_start_ordinal = cap->totals.total_allocations;
+    for (size_t i = 0; i < cap->node_count; i++) {
+        memset(&cap->node_stats[i].total, 0, sizeof(mt_amount_t));
+        memset(&cap->node_stats[i].temporary, 0, sizeof(mt_amount_t));
+    }
+    new_peak(ld, seq); /* the heap we start with is the first peak */
+    cap->totals.peak_time_ns = ns;
+    cap->sample_count = 0;
+    cap->window.from_ns = ns;
+    cap->window.start_bytes = cap->totals.current_bytes;
+}
+
+/* The leaks view of the window: live allocations made inside it. */
+static void window_leaks(mt_loader_t *ld)
+{
+    mt_capture_t *cap = ld->cap;
+    mt_node_stats_t *ns = cap->node_stats;
+    uint64_t from = ld->win_start_ordinal;
+    for (size_t i = 0; i < cap->node_count; i++)
+        memset(&ns[i].leaked, 0, sizeof(mt_amount_t));
+    for (size_t i = 0; i <= ld->live_mask; i++) {
+        const mt_live_t *e = &ld->live[i];
+        if (e->addr && e->ordinal >= from) {
+            ns[e->stack].leaked.bytes += e->size;
+            ns[e->stack].leaked.count++;
+        }
+    }
+    for (size_t i = 0; i < ld->nmaprecs; i++)
+        if (ld->maprecs[i].pieces && ld->maprecs[i].ordinal >= from)
+            ns[ld->maprecs[i].stack].leaked.count++;
+    uint32_t first = mt__omap_floor(&ld->regions, 0);
+    for (uint32_t x = first != MT_OMAP_NIL ? first
+                                           : mt__omap_after(&ld->regions, 0);
+         x != MT_OMAP_NIL;
+         x = mt__omap_after(&ld->regions, ld->regions.n[x].key)) {
+        const mt_omap_node_t *g = &ld->regions.n[x];
+        const mt_maprec_t *m = &ld->maprecs[g->b];
+        if (m->ordinal >= from)
+            ns[m->stack].leaked.bytes += g->a - g->key;
+    }
+}
+
+/* Ends the window at time ns (UINT64_MAX: the end of the capture, which
+ * finish_totals fills in). */
+static void window_end(mt_loader_t *ld, uint64_t ns)
+{
+    mt_capture_t *cap = ld->cap;
+    mt_totals_t *t = &cap->totals;
+    const mt_totals_t *b = &ld->win_base;
+    ld->win_ended = 1;
+    ld->win_edge = 0;
+    cap->window.to_ns = ns;
+    if (ld->win_start_ordinal)
+        window_leaks(ld);
+    t->total_allocations -= b->total_allocations;
+    t->total_frees -= b->total_frees;
+    t->unmatched_frees -= b->unmatched_frees;
+    t->total_bytes_allocated -= b->total_bytes_allocated;
+    t->events -= b->events;
+    for (size_t i = 0; i < MT_ALLOCATOR_COUNT; i++) {
+        t->by_allocator[i].bytes -= b->by_allocator[i].bytes;
+        t->by_allocator[i].count -= b->by_allocator[i].count;
+    }
+    for (size_t i = 0; i < 65; i++)
+        t->size_histogram[i] -= b->size_histogram[i];
+}
+
+/* An event at or after win_edge: starts or ends a window given by seqs.
+ * Returns 1 when the event is after the window (dropped). */
+static int window_edge(mt_loader_t *ld, uint64_t seq)
+{
+    if (ld->win_ended)
+        return 1;
+    if (!ld->win_started && ld->win_from_seq && seq >= ld->win_from_seq)
+        window_start(ld, seq, ld->have_tick ? ld->last_tick_ns : 0);
+    if (ld->win_to_seq && seq >= ld->win_to_seq) {
+        if (!ld->win_started)
+            return 1; /* an empty window; _finish says so */
+        window_end(ld, ld->have_tick ? ld->last_tick_ns : 0);
+        return 1;
+    }
+    ld->win_edge = ld->win_to_seq ? ld->win_to_seq : UINT64_MAX;
+    return 0;
+}
+
+int mt__replay_window_finish(mt_loader_t *ld)
+{
+    if (!ld->win)
+        return 0;
+    if (!ld->win_started && ld->win_from_seq)
+        return mt__load_error(ld, MT_ERANGE,
+                              "the window starts at event %llu, after the "
+                              "capture's last event",
+                              (unsigned long long)ld->win_from_seq);
+    if (!ld->win_started)
+        return mt__load_error(ld, MT_ERANGE,
+                              "the window starts at %.3f s, after the "
+                              "capture's last RSS sample (at %.3f s; the "
+                              "run lasted %.3f s)",
+                              (double)ld->win_from_ns / 1e9,
+                              (double)ld->max_tick_ns / 1e9,
+                              (double)ld->cap->totals.duration_ns / 1e9);
+    if (!ld->win_ended) {
+        window_end(ld, UINT64_MAX);
+        ld->cap->window.clamped = ld->win_to_ns != UINT64_MAX ||
+                                  ld->win_to_seq != 0;
+    }
+    ld->cap->totals.peak_rss_bytes = ld->win_max_rss;
+    return 0;
+}
+
 static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
 {
     mt_capture_t *cap = ld->cap;
@@ -875,6 +1036,21 @@ static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
     }
     ld->last_ns = tk->ns > ld->last_ns ? tk->ns : ld->last_ns;
     ld->last_rss = tk->rss;
+    if (ld->win) {
+        if (ld->win_ended)
+            return 0;
+        if (!ld->win_started) {
+            if (tk->ns > ld->max_tick_ns)
+                ld->max_tick_ns = tk->ns;
+            ld->have_tick = 1; /* the time, for a start by seq */
+            ld->last_tick_ns = tk->ns;
+            if (tk->ns < ld->win_from_ns)
+                return 0;
+            window_start(ld, tk->seq, tk->ns);
+        }
+        if (tk->rss > ld->win_max_rss)
+            ld->win_max_rss = tk->rss;
+    }
     if (cap->sample_count == cap->sample_cap) {
         size_t nc = cap->sample_cap ? cap->sample_cap * 2 : 256;
         mt_sample_t *s = realloc(cap->samples, nc * sizeof(*s));
@@ -884,13 +1060,16 @@ static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
         cap->sample_cap = nc;
     }
     cap->samples[cap->sample_count++] =
-        (mt_sample_t){tk->ns, cap->totals.current_bytes, tk->rss};
+        (mt_sample_t){tk->ns, cap->totals.current_bytes, tk->rss, tk->seq};
     ld->have_tick = 1;
     ld->last_tick_ns = tk->ns;
     if (tk->ns > ld->max_tick_ns)
         ld->max_tick_ns = tk->ns;
     if (tk->rss > ld->max_tick_rss)
         ld->max_tick_rss = tk->rss;
+    if (ld->win && (ld->win_to_seq ? tk->seq >= ld->win_to_seq
+                                   : tk->ns >= ld->win_to_ns))
+        window_end(ld, tk->ns);
     return 0;
 }
 

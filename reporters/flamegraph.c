@@ -19,6 +19,8 @@
  *    "total_allocations": int, "python": bool, "native": bool,
  *    "hide_imports": bool, "hide_native": bool, "warning": str|null,
  *    "threshold": float, "merged": int,
+ *    "processes": int, (captures combined; 1 for one)
+ *    "window": [from_ns, to_ns, start_bytes] | null,   (--from/--to)
  *    "samples": [[time_ns, heap_bytes, rss_bytes], ...],
  *    "strings": [str, ...],
  *    "nodes": [[parent, function, file, line, bytes, count, flags], ...]}
@@ -540,6 +542,19 @@ static void fg_write_header_fields(mt_json_t *j, mt_capture_t *cap,
     mt__json_bool(j, opts->hide_native);
     mt__json_key(j, "warning");
     mt__json_string(j, mt_capture_warning(cap));
+    mt__json_key(j, "processes");
+    mt__json_uint(j, mt_capture_process_count(cap));
+    const mt_window_t *w = mt_capture_window(cap);
+    mt__json_key(j, "window");
+    if (w->active) {
+        mt__json_begin_array_compact(j);
+        mt__json_uint(j, w->from_ns);
+        mt__json_uint(j, w->to_ns);
+        mt__json_uint(j, w->start_bytes);
+        mt__json_end_array(j);
+    } else {
+        mt__json_null(j);
+    }
 }
 
 /* The data object of the page (see the top of this file). */

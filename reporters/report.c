@@ -13,7 +13,8 @@
  *    "top": [{"bytes": int, "count": int,
  *             "site": {"function","file","line","module"},
  *             "stack": [{"function","file","line","module"}, ...],
- *             "stack_truncated": bool}, ...]}
+ *             "stack_truncated": bool}, ...],
+ *    "window": ..., "processes": [...]}   (as in summary.c)
  * "stack" is innermost first, without the allocator's own frames, at most
  * MT_REPORT_MAX_STACK frames. */
 #include <inttypes.h>
@@ -64,6 +65,7 @@ static void report_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites,
     mt__json_uint(&j, mt_sites_count(sites));
     mt__json_key(&j, "top");
     mt__json_site_list(&j, sites, top);
+    mt__json_job(&j, cap);
     mt__json_end_object(&j);
     mt__json_finish(&j);
 }
@@ -81,17 +83,22 @@ static void report_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites,
             mt__plural(t->current_count, "allocation", "allocations"));
     fprintf(out, "Peak memory: %s\n",
             mt_format_size(t->peak_bytes, a, sizeof a));
-    fprintf(out, "Total allocated: %s in %" PRIu64 " %s\n\n",
+    fprintf(out, "Total allocated: %s in %" PRIu64 " %s\n",
             mt_format_size(t->total_bytes_allocated, a, sizeof a),
             t->total_allocations,
             mt__plural(t->total_allocations, "allocation", "allocations"));
+    mt__text_job(out, cap);
+    fputc('\n', out);
 
     const char *when = view_words(view);
     size_t count = mt_sites_count(sites);
     if (count == 0) {
         if (view == MT_VIEW_LEAKS || view == MT_VIEW_PEAK)
             fprintf(out, "No memory was live %s.\n",
-                    view == MT_VIEW_LEAKS ? "when tracing ended" : "at the peak");
+                    view == MT_VIEW_PEAK ? "at the peak"
+                    : mt_capture_window(cap)->active
+                        ? "at the window's end (made inside it)"
+                        : "when tracing ended");
         else
             fprintf(out, "No allocation sites %s.\n", when);
         return;

@@ -164,3 +164,92 @@ int mt__report_with_sites(FILE *out, mt_capture_t *cap, mt_view_t view,
     mt_sites_free(sites);
     return mt__report_done(out, 0);
 }
+
+/* ---- Windows and combined processes ------------------------------------- */
+
+void mt__json_job(mt_json_t *j, mt_capture_t *cap)
+{
+    const mt_window_t *w = mt_capture_window(cap);
+    mt__json_key(j, "window");
+    if (w->active) {
+        mt__json_begin_object(j);
+        mt__json_key(j, "from_s");
+        mt__json_double(j, (double)w->from_ns / 1e9);
+        mt__json_key(j, "to_s");
+        mt__json_double(j, (double)w->to_ns / 1e9);
+        mt__json_key(j, "start_bytes");
+        mt__json_uint(j, w->start_bytes);
+        mt__json_key(j, "clamped");
+        mt__json_bool(j, w->clamped);
+        mt__json_end_object(j);
+    } else {
+        mt__json_null(j);
+    }
+    size_t n = mt_capture_process_count(cap);
+    const mt_process_t *p = mt_capture_processes(cap);
+    mt__json_key(j, "processes");
+    mt__json_begin_array(j);
+    for (size_t i = 0; i < n; i++) {
+        mt__json_begin_object(j);
+        mt__json_key(j, "pid");
+        mt__json_int(j, p[i].pid);
+        mt__json_key(j, "parent_pid");
+        mt__json_int(j, p[i].parent_pid);
+        mt__json_key(j, "command");
+        mt__json_string(j, p[i].command);
+        mt__json_key(j, "capture");
+        mt__json_string(j, p[i].path);
+        mt__json_key(j, "start_s");
+        mt__json_double(j, (double)p[i].start_ns / 1e9);
+        mt__json_key(j, "duration_s");
+        mt__json_double(j, (double)p[i].duration_ns / 1e9);
+        mt__json_key(j, "peak_bytes");
+        mt__json_uint(j, p[i].peak_bytes);
+        mt__json_key(j, "peak_time_s");
+        mt__json_double(j, (double)p[i].peak_time_ns / 1e9);
+        mt__json_key(j, "at_peak_bytes");
+        mt__json_uint(j, p[i].at_peak_bytes);
+        mt__json_key(j, "leaked_bytes");
+        mt__json_uint(j, p[i].leaked_bytes);
+        mt__json_key(j, "leaked_allocations");
+        mt__json_uint(j, p[i].leaked_count);
+        mt__json_key(j, "total_allocations");
+        mt__json_uint(j, p[i].total_allocations);
+        mt__json_key(j, "total_bytes_allocated");
+        mt__json_uint(j, p[i].total_bytes_allocated);
+        mt__json_key(j, "complete");
+        mt__json_bool(j, p[i].complete);
+        mt__json_end_object(j);
+    }
+    mt__json_end_array(j);
+}
+
+void mt__text_job(FILE *out, mt_capture_t *cap)
+{
+    const mt_window_t *w = mt_capture_window(cap);
+    char a[32], b[32], c[32];
+    if (w->active)
+        fprintf(out, "Window: %.3f s to %.3f s%s (heap %s at its start; edges "
+                     "at RSS samples)\n",
+                (double)w->from_ns / 1e9, (double)w->to_ns / 1e9,
+                w->clamped ? " (the end of the run)" : "",
+                mt_format_size(w->start_bytes, a, sizeof a));
+    size_t n = mt_capture_process_count(cap);
+    if (n < 2)
+        return;
+    const mt_process_t *p = mt_capture_processes(cap);
+    fprintf(out, "Combined: %zu processes; the peak is the high-water mark "
+                 "of their summed heaps\n", n);
+    fprintf(out, "  %8s %8s %10s %10s %10s %8s  %s\n", "pid", "parent",
+            "peak", "at peak", "leaked", "start", "command");
+    for (size_t i = 0; i < n; i++) {
+        fprintf(out, "  %8" PRId64 " %8" PRId64 " %10s %10s %10s %7.3fs  ",
+                p[i].pid, p[i].parent_pid,
+                mt_format_size(p[i].peak_bytes, a, sizeof a),
+                mt_format_size(p[i].at_peak_bytes, b, sizeof b),
+                mt_format_size(p[i].leaked_bytes, c, sizeof c),
+                (double)p[i].start_ns / 1e9);
+        mt_fputs_escaped(p[i].command, out);
+        fputc('\n', out);
+    }
+}

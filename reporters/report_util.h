@@ -52,6 +52,13 @@ const char *mt__view_name(mt_view_t view);
 /* The program's arguments joined by spaces into buf (cut to fit). */
 char *mt__command_line(const mt_header_t *hdr, char *buf, size_t len);
 
+/* "window": {...} or null, and "processes": [...] (see summary.c). */
+void mt__json_job(mt_json_t *j, mt_capture_t *cap);
+
+/* Text lines on the window and, when several were combined, the
+ * processes: "Window: ...", "Combined: N processes", one line each. */
+void mt__text_job(FILE *out, mt_capture_t *cap);
+
 /* Flushes out and turns a write error into MT_EIO. */
 int mt__report_done(FILE *out, int rc);
 

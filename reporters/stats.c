@@ -167,6 +167,7 @@ static void stats_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     fputs("Capture: ", out);
     mt_fputs_escaped(mt_capture_path(cap), out);
     fputc('\n', out);
+    mt__text_job(out, cap);
     fprintf(out, "Total allocations:     %" PRIu64 "\n", t->total_allocations);
     fprintf(out, "Total frees:           %" PRIu64 "\n", t->total_frees);
     fprintf(out, "Unmatched frees:       %" PRIu64 "\n", t->unmatched_frees);

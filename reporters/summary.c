@@ -13,12 +13,23 @@
  *    "warning": str|null, "aggregate": bool, "checkpoint_s": float|null,
  *    "parent_pid": int|null, "root_pid": int|null, "origin": str|null,
  *    "children": [int...],
- *    "top": [site entry as in `memtrace report`, at most 5]}
+ *    "top": [site entry as in `memtrace report`, at most 5],
+ *    "window": {"from_s": float, "to_s": float, "start_bytes": int,
+ *               "clamped": bool} | null,
+ *    "processes": [{"pid": int, "parent_pid": int, "command": str,
+ *                   "capture": str, "start_s": float, "duration_s": float,
+ *                   "peak_bytes": int, "peak_time_s": float,
+ *                   "at_peak_bytes": int, "leaked_bytes": int,
+ *                   "leaked_allocations": int, "total_allocations": int,
+ *                   "total_bytes_allocated": int, "complete": bool}, ...]}
  * The process fields describe a --follow-fork run (null otherwise):
  * parent_pid names the traced parent of a child's capture FILE.<pid>,
  * root_pid the process `memtrace run` started, origin is "root", "fork" or
  * "exec", and children lists the child processes this one started (each
  * writes FILE.<pid> beside the root's FILE).
+ * With a window (--from/--to) the numbers are the window's (reader.h);
+ * combined captures have one "processes" entry per process, the parent
+ * first, "at_peak_bytes" being its heap at the combined peak.
  * "native" is true when the stacks are native (header flag
  * MT_FLAG_NATIVE_STACKS); "complete" when the capture ends with its
  * trailer (the program finished cleanly). "aggregate" when the capture was
@@ -123,6 +134,7 @@ static void summary_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     process_json(&j, h, cap);
     mt__json_key(&j, "top");
     mt__json_site_list(&j, sites, MT_SUMMARY_TOP);
+    mt__json_job(&j, cap);
     mt__json_end_object(&j);
     mt__json_finish(&j);
 }
@@ -169,9 +181,11 @@ static void summary_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     fprintf(out, "%s at %.3f s\n", mt_format_size(t->peak_bytes, a, sizeof a),
             (double)t->peak_time_ns / 1e9);
     label(out, "Current memory:");
-    fprintf(out, "%s in %" PRIu64 " %s (when tracing ended)\n",
+    fprintf(out, "%s in %" PRIu64 " %s (%s)\n",
             mt_format_size(t->current_bytes, a, sizeof a), t->current_count,
-            mt__plural(t->current_count, "allocation", "allocations"));
+            mt__plural(t->current_count, "allocation", "allocations"),
+            mt_capture_window(cap)->active ? "at the window's end"
+                                           : "when tracing ended");
     label(out, "Total allocated:");
     fprintf(out, "%s in %" PRIu64 " %s\n",
             mt_format_size(t->total_bytes_allocated, a, sizeof a),
@@ -201,6 +215,7 @@ static void summary_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     if (t->events_lost)
         fputs("Note: the tracer stopped early; some events are missing.\n",
               out);
+    mt__text_job(out, cap);
 
     size_t n = mt_sites_count(sites);
     if (n == 0) {

@@ -631,8 +631,8 @@ static const char *view_words(mt_view_t view)
     }
 }
 
-static int tree_text(FILE *out, const tree_t *t, mt_view_t view,
-                     const mt_tree_opts_t *opts)
+static int tree_text(FILE *out, mt_capture_t *cap, const tree_t *t,
+                     mt_view_t view, const mt_tree_opts_t *opts)
 {
     render_t r;
     memset(&r, 0, sizeof r);
@@ -652,6 +652,17 @@ static int tree_text(FILE *out, const tree_t *t, mt_view_t view,
              root->total.count,
              mt__plural(root->total.count, "allocation", "allocations"));
     put_text_line(&r, line);
+    const mt_window_t *w = mt_capture_window(cap);
+    if (w->active) {
+        snprintf(line, sizeof line, "Window: %.3f s to %.3f s",
+                 (double)w->from_ns / 1e9, (double)w->to_ns / 1e9);
+        put_text_line(&r, line);
+    }
+    if (mt_capture_process_count(cap) > 1) {
+        snprintf(line, sizeof line, "Combined: %zu processes (the peak of "
+                 "their summed heaps)", mt_capture_process_count(cap));
+        put_text_line(&r, line);
+    }
     if (t->stacks == 0)
         return 0;
     if (t->stacks == 1)
@@ -780,7 +791,7 @@ int mt_report_tree(FILE *out, mt_capture_t *cap, const mt_tree_opts_t *opts)
         if (opts && opts->json)
             tree_json(out, &t, cap, view);
         else
-            rc = tree_text(out, &t, view, opts);
+            rc = tree_text(out, cap, &t, view, opts);
     }
     tree_free(&t);
     return mt__report_done(out, rc);

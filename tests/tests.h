@@ -12,5 +12,6 @@ Suite *mt_test_flamegraph_suite(void);
 Suite *mt_test_export_suite(void);
 Suite *mt_test_aggregate_suite(void);
 Suite *mt_test_stages_suite(void);
+Suite *mt_test_window_suite(void);
 
 #endif

@@ -16,6 +16,8 @@
 #define mt__replay_add_stage mt__agg_replay_add_stage
 #define mt__replay_until mt__agg_replay_until
 #define mt__replay_end_block mt__agg_replay_end_block
+#define mt__replay_window_init mt__agg_replay_window_init
+#define mt__replay_window_finish mt__agg_replay_window_finish
 #define mt__load_error mt__agg_load_error
 #define mt__load_warn mt__agg_load_warn
 #define mt__tstate_slot mt__agg_tstate_slot

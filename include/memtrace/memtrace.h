@@ -35,7 +35,8 @@ extern "C" {
     X(TOOBIG, -4006, "size or count out of range")                             \
     X(LZ4, -4007, "lz4 decompression failed")                                  \
     X(RESERVED, -4008, "reserved bits are set")                                \
-    X(UNSUPPORTED, -4009, "not supported by this capture")
+    X(UNSUPPORTED, -4009, "not supported by this capture")                   \
+    X(RANGE, -ERANGE, "out of range")
 
 typedef enum {
 #define MT_ERR_ENUM_(name, value, text) MT_E##name = (value),

@@ -30,6 +30,33 @@ typedef struct mt_load_opts_s {
     uint64_t temporary_threshold;
     /* Print a progress line on stderr for reads longer than a second. */
     int progress;
+    /* A window of the run (window = 1): from_ns to to_ns, in ns since the
+     * start; to_ns = UINT64_MAX: to the end. Events carry no time, so the
+     * edges are placed at RSS ticks (one every rss_interval_ms, default
+     * 10 ms): the window starts at the first tick at or after from_ns
+     * (from_ns = 0: at the very start) and ends at the first tick at or
+     * after to_ns (none: at the end of the capture). With a window:
+     *  - the peak view is the high-water mark inside the window (the heap
+     *    at its start counts), and totals.peak_* describe it;
+     *  - the leaks view holds the allocations made inside the window and
+     *    still live at its end;
+     *  - the total and temporary views, and the counters of totals
+     *    (allocations, frees, bytes allocated, by allocator, histogram),
+     *    count the window's events only; current_* is the whole heap at
+     *    the window's end; peak_rss_bytes is the highest RSS sample in it;
+     *  - samples are those of the window.
+     * A from_ns after the capture's last tick is an error (MT_ERANGE);
+     * a to_ns after it reads to the end (mt_window_t.clamped). */
+    int window;
+    uint64_t from_ns, to_ns;
+    /* Instead of from_ns / to_ns when nonzero: exact edges in the event
+     * order, the window holding the events with from_seq <= seq < to_seq
+     * (for records that carry seqs, such as stages, and for combining
+     * processes: a sample's seq ends a window right at that sample). */
+    uint64_t from_seq, to_seq;
+    /* Read the file header only (no blocks): for finding a job's captures
+     * cheaply. The capture then has no nodes, stats or samples. */
+    int header_only;
 } mt_load_opts_t;
 
 /* The file header. Strings are owned by the capture. */
@@ -110,6 +137,7 @@ typedef struct mt_sample_s {
     uint64_t time_ns;
     uint64_t heap_bytes;
     uint64_t rss_bytes;
+    uint64_t seq;      /* the tick's event seq (0 in combined captures) */
 } mt_sample_t;
 
 /* A memory sample (the tracer's SMAPS records): how the kernel charged the
@@ -131,6 +159,33 @@ typedef struct mt_memsample_s {
     uint64_t present;      /* bit t: fields[t] was recorded */
     uint64_t fields[MT_MEMSAMPLE_FIELDS];
 } mt_memsample_t;
+/* The window a capture was read with (mt_load_opts_t.window). */
+typedef struct mt_window_s {
+    int active;            /* 0: the whole run was read */
+    uint64_t from_ns;      /* the tick it started at (0: the start) */
+    uint64_t to_ns;        /* the tick it ended at, or the end of the run */
+    uint64_t start_bytes;  /* the traced heap when it started */
+    int clamped;           /* to_ns asked for was after the last tick */
+} mt_window_t;
+
+/* One process of a capture: a plain capture has one, a combined one
+ * (mt_capture_load_job) one per capture combined, the first being the
+ * one the others descend from. Strings are owned by the capture. */
+typedef struct mt_process_s {
+    const char *path;      /* its capture file */
+    const char *command;   /* its argv joined by spaces */
+    int64_t pid, parent_pid;
+    uint64_t start_ns;     /* when it started, ns after the first one did */
+    uint64_t duration_ns;
+    uint64_t peak_bytes;   /* its own high-water mark (in the window) */
+    uint64_t peak_time_ns; /* when, ns since the first process started */
+    uint64_t at_peak_bytes;/* its heap at the combined high-water mark */
+    uint64_t leaked_bytes; /* its leaks view: live at its (window's) end */
+    uint64_t leaked_count;
+    uint64_t total_allocations;
+    uint64_t total_bytes_allocated;
+    int complete;          /* its trailer was read */
+} mt_process_t;
 
 /* One trace-tree node: a frame and its caller. Node 0 is the root. */
 typedef struct mt_node_s {
@@ -178,6 +233,34 @@ MT_EXTERN int mt_capture_load_memory(const void *data, size_t len,
 /* Frees everything; NULL is fine. */
 MT_EXTERN void mt_capture_free(mt_capture_t *cap);
 
+/* Reads the captures of one multi-process job and combines them into one
+ * capture (*out, owned by the caller) that every report reads as usual:
+ * paths[0..n) (duplicates, by file, are read once), plus, with
+ * find_children, the captures of their traced descendants: FILE.<pid> for
+ * every CHILD record, and every FILE.<digits> next to a given FILE whose
+ * header names a process of the job as its parent (MT_HDR_PARENT_PID).
+ * With one capture and no children found, this is mt_capture_load.
+ * Combined:
+ *  - nodes whose stacks read the same (same frames in the same modules)
+ *    are shared, so every view is summed per stack and per site;
+ *  - the peak view is the high-water mark of the *sum* of the processes'
+ *    heaps over wall-clock time (start_realtime + tick times), to one RSS
+ *    tick: the sum is taken at every tick of every process (each process
+ *    at its latest tick) and at each process's own peak; the peak view is
+ *    what each process had live at that moment (a second read of each
+ *    capture, up to that tick);
+ *  - leaks, total and temporary are the sums; totals are summed (peak_*
+ *    as above, peak_time_ns since the first process started); samples are
+ *    the summed timeline;
+ *  - opts' window is in ns since the first process started.
+ * A process wholly outside the window is left out. Returns 0 or MT_E*
+ * with a one-line message naming the file in errbuf. */
+MT_EXTERN int mt_capture_load_job(const char *const *paths, size_t n,
+                                  int find_children,
+                                  const mt_load_opts_t *opts,
+                                  mt_capture_t **out, char *errbuf,
+                                  size_t errlen);
+
 /* Borrowed pointers, valid until mt_capture_free. */
 MT_EXTERN const mt_header_t *mt_capture_header(const mt_capture_t *cap);
 MT_EXTERN const mt_totals_t *mt_capture_totals(const mt_capture_t *cap);
@@ -189,6 +272,12 @@ MT_EXTERN const char *mt_capture_path(const mt_capture_t *cap);
 MT_EXTERN const int64_t *mt_capture_children(const mt_capture_t *cap, size_t *count);
 /* NULL when the read was clean; else a one-line warning (partial read). */
 MT_EXTERN const char *mt_capture_warning(const mt_capture_t *cap);
+
+/* The window the capture was read with. */
+MT_EXTERN const mt_window_t *mt_capture_window(const mt_capture_t *cap);
+/* Its processes: 1 for a plain capture, more for a combined one. */
+MT_EXTERN size_t mt_capture_process_count(const mt_capture_t *cap);
+MT_EXTERN const mt_process_t *mt_capture_processes(const mt_capture_t *cap);
 
 MT_EXTERN size_t mt_capture_node_count(const mt_capture_t *cap);
 MT_EXTERN const mt_node_t *mt_capture_nodes(const mt_capture_t *cap);

@@ -192,6 +192,12 @@
          seconds(data.peak_time_ns));
     fact(dl, 'Peak RSS', formatSize(data.peak_rss_bytes));
     fact(dl, 'Duration', seconds(data.duration_ns));
+    if (data.window)
+      fact(dl, 'Window', seconds(data.window[0]) + ' to ' +
+           seconds(data.window[1]) + ' (edges at RSS samples)');
+    if (data.processes > 1)
+      fact(dl, 'Processes', data.processes + ' combined; the peak is ' +
+           'that of their summed heaps');
     fact(dl, 'View', view[0] + ': ' + view[1]);
     fact(dl, 'Shown', formatSize(total) + ' in ' +
          plural(totalCount, 'allocation', 'allocations'));
@@ -226,14 +232,18 @@
     /* The heap line goes through the high-water mark itself: ticks are
      * taken every few milliseconds and may miss the top. */
     var heap = samples.map(function (s) { return [s[0], s[1]]; });
-    heap.push([0, 0], [data.peak_time_ns, data.peak_bytes]);
+    /* A window's chart starts where the window does, at its heap. */
+    var t0 = data.window ? data.window[0] : 0;
+    heap.push([t0, data.window ? data.window[2] : 0],
+              [data.peak_time_ns, data.peak_bytes]);
     heap.sort(function (a, b) { return a[0] - b[0] || a[1] - b[1]; });
-    var tmax = Math.max(data.duration_ns, data.peak_time_ns,
-                        samples[samples.length - 1][0], 1);
+    var tmax = Math.max(data.window ? data.window[1] : data.duration_ns,
+                        data.peak_time_ns, samples[samples.length - 1][0],
+                        t0 + 1);
     var ymax = data.peak_bytes;
     samples.forEach(function (s) { ymax = Math.max(ymax, s[1], s[2]); });
     ymax = Math.max(ymax * 1.08, 1);
-    function X(t) { return left + pw * t / tmax; }
+    function X(t) { return left + pw * (t - t0) / (tmax - t0); }
     function Y(b) { return top + ph - ph * b / ymax; }
     var style = getComputedStyle(document.documentElement);
     ctx.font = '11px sans-serif';
@@ -250,7 +260,7 @@
     ctx.textAlign = 'center';
     ctx.textBaseline = 'top';
     for (i = 0; i <= 5; i++) {
-      var t = tmax * i / 5;
+      var t = t0 + (tmax - t0) * i / 5;
       ctx.fillText(seconds(t), Math.min(X(t), left + pw - 20), top + ph + 5);
     }
     /* Heap: a filled area; RSS: a line. */

@@ -32,7 +32,7 @@ def strip(report):
     (the capture's name, pid, times, RSS)."""
     return {k: v for k, v in report.items()
             if k not in ("capture", "pid", "duration_s", "peak_rss_bytes",
-                         "peak_time_s", "warning")}
+                         "peak_time_s", "warning", "processes")}
 
 
 class KnownAllocations(CaptureTest):
@@ -98,6 +98,16 @@ class KnownAllocations(CaptureTest):
             self.assertEqual(cp.stdout, "")
             self.assertEqual(len(cp.stderr.splitlines()), 1, cp.stderr)
             self.assertIn("aggregate capture", cp.stderr)
+        # Stages, the RSS split, windows and combined reports place records
+        # among the events: each says why it cannot, in one line.
+        for args in (("stages", self.agg), ("rss", self.agg),
+                     ("summary", self.agg, "--to", "0.5"),
+                     ("report", self.agg, "--from", "0.1")):
+            cp = memtrace(*args, check=False)
+            self.assertEqual(cp.returncode, 2, (args, cp.stderr))
+            self.assertEqual(cp.stdout, "")
+            self.assertEqual(len(cp.stderr.splitlines()), 1, cp.stderr)
+            self.assertIn("recorded with --aggregate", cp.stderr)
 
     def test_capture_is_small_and_flagged(self):
         with open(self.agg, "rb") as f:
@@ -224,9 +234,16 @@ class ThreadsAndForks(CaptureTest):
             "report", self.path(children[0]), "--leaks", "--top", "1000"))
         self.assertEqual((child["child_work"]["bytes"],
                           child["child_work"]["count"]), (20000, 10))
+        # Combining processes reads each at the moment of the summed peak,
+        # which needs events: the parent is read alone, and the default
+        # (parent and children combined) says so.
         parent = sites_by_function(
-            report_json("report", capture, "--leaks", "--top", "1000"))
+            report_json("report", capture, "--leaks", "--top", "1000",
+                        "--no-children"))
         self.assertNotIn("child_work", parent)
+        cp = memtrace("report", capture, check=False)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn("--no-children", cp.stderr)
         self.assertEqual(parent["parent_work"]["count"], 10)
 
     def test_checkpoint_interval_needs_aggregate(self):

@@ -227,7 +227,7 @@ class VersionAndHelp(CliTestCase):
         r = self.memtrace("help", "report")
         self.assertEqual(r.returncode, 0)
         out = r.stdout.decode()
-        self.assertIn("usage: memtrace report FILE [--top N] [--leaks | "
+        self.assertIn("usage: memtrace report FILE... [--top N] [--leaks | "
                       "--all-allocations |", out)
         for option in ("--leaks", "--all-allocations",
                        "--temporary-allocations", "--json"):
@@ -278,7 +278,10 @@ class UsageErrors(CliTestCase):
         good = self.write("good.bin", numbers_capture())
         cases = [
             ["summary"],                          # no FILE
-            ["summary", good, good],              # two FILEs
+            ["summary", good, "--from", "2", "--to", "1"],
+            ["summary", good, "--from", "-1"],
+            ["summary", good, "--to", "1h"],
+            ["report", good, "--from", "extract"],  # a stage: not yet
             ["summary", good, "--bogus"],
             ["summary", good, "--top", "3"],      # report's option
             ["stats", good, "-x"],

@@ -185,9 +185,16 @@ class Lifecycle(CaptureTest):
             "report", self.path(children[0]), "--leaks", "--top", "1000"))
         self.assertEqual((child["child_work"]["bytes"],
                           child["child_work"]["count"]), (20000, 10))
-        parent = sites_by_function(
-            report_json("report", capture, "--leaks", "--top", "1000"))
+        parent = sites_by_function(report_json(
+            "report", capture, "--leaks", "--top", "1000", "--no-children"))
         self.assertNotIn("child_work", parent)
+        # The parent alone finds its child and combines the two.
+        both = report_json("report", capture, "--leaks", "--top", "1000")
+        self.assertEqual([p["capture"] for p in both["processes"]],
+                         [capture, self.path(children[0])])
+        sites = sites_by_function(both)
+        self.assertEqual((sites["child_work"]["bytes"],
+                          sites["parent_work"]["bytes"]), (20000, 10000))
 
     def test_fork_exec_not_traced(self):
         self.run_mode("fork-exec")

@@ -119,7 +119,7 @@ static size_t mt_fuzz_synthesize(const uint8_t *data, size_t size)
 }
 
 /* Reads everything the reports read. */
-static void mt_fuzz_walk(mt_capture_t *cap)
+static void mt_fuzz_walk(mt_capture_t *cap, int windowed)
 {
     const mt_header_t *h = mt_capture_header(cap);
     MT_FUZZ_CHECK(h != NULL);
@@ -139,8 +139,12 @@ static void mt_fuzz_walk(mt_capture_t *cap)
 
     const mt_totals_t *t = mt_capture_totals(cap);
     MT_FUZZ_CHECK(t->current_bytes <= t->peak_bytes);
-    MT_FUZZ_CHECK(t->current_count <= t->total_allocations);
-    MT_FUZZ_CHECK(t->total_frees <= t->total_allocations);
+    /* In a window, the heap and the frees include what came before it. */
+    MT_FUZZ_CHECK(windowed || t->current_count <= t->total_allocations);
+    MT_FUZZ_CHECK(windowed || t->total_frees <= t->total_allocations);
+    const mt_window_t *w = mt_capture_window(cap);
+    MT_FUZZ_CHECK(w->active == windowed);
+    MT_FUZZ_CHECK(!windowed || w->start_bytes <= t->peak_bytes);
     uint64_t hist = 0;
     for (int i = 0; i < 65; i++)
         hist += t->size_histogram[i];
@@ -212,8 +216,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = mt_capture_load(path, &opts, &cap, err, sizeof err);
     if (rc == 0) {
         MT_FUZZ_CHECK(cap != NULL);
-        mt_fuzz_walk(cap);
+        mt_fuzz_walk(cap, 0);
         mt_capture_free(cap);
+        /* Again through a window whose edges come from the input. */
+        uint64_t a = data[size / 2], b = data[size - 1];
+        opts.window = 1;
+        opts.from_ns = (a & 0x7f) * (a & 0x80 ? 1000000 : 1);
+        opts.to_ns = b == 0xff ? UINT64_MAX : opts.from_ns + b * 1000001;
+        if (b & 1) { /* edges by event seq instead */
+            opts.from_seq = a;
+            opts.to_seq = b == 0xff ? 0 : a + (b >> 1);
+        }
+        cap = NULL;
+        rc = mt_capture_load(path, &opts, &cap, err, sizeof err);
+        MT_FUZZ_CHECK(rc == 0 || rc == MT_ERANGE);
+        if (rc == 0) {
+            mt_fuzz_walk(cap, 1);
+            mt_capture_free(cap);
+        }
     } else {
         /* reader.h sets *out on success only; a failed load owns nothing. */
         MT_FUZZ_CHECK(rc < 0);
