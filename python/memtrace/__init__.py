@@ -62,12 +62,16 @@ class Tracker:
     """
 
     def __init__(self, path, native=False, trace_python_allocators=False,
-                 follow_fork=False, *, force=False):
+                 follow_fork=False, *, force=False, _stack_root=None):
         self.path = os.path.abspath(os.fspath(path))
         self.native = bool(native)
         self.trace_python_allocators = bool(trace_python_allocators)
         self.follow_fork = bool(follow_fork)
         self.force = bool(force)
+        # Internal (the pytest plugin): a code object at which recorded
+        # Python stacks stop, leaving out the frame running it and every
+        # outer frame (pytest's own, around each test).
+        self._stack_root = _stack_root
         self._running = False
 
     def start(self):
@@ -85,7 +89,8 @@ class Tracker:
         try:
             _memtrace.start(_find("PRELOAD"), self.path, native=self.native,
                             pyalloc=self.trace_python_allocators,
-                            follow_fork=self.follow_fork, force=self.force)
+                            follow_fork=self.follow_fork, force=self.force,
+                            root=self._stack_root)
         except RuntimeError as e:
             raise Error(str(e)) from None
         self._running = True
