@@ -13,7 +13,9 @@ enforced (as with pytest-memray). See docs/pytest.md.
 
 What a test is measured on: tracing starts just before pytest calls the
 test function and stops when it returns, after the fixtures' setup and
-before their teardown. The peak is the high-water mark of the memory
+before their teardown (for other items, unittest.TestCase methods, async
+tests, doctests: around their runtest(), which for a TestCase includes its
+setUp and tearDown). The peak is the high-water mark of the memory
 allocated in that window and not yet freed; memory that existed before
 (fixtures, imports, caches) is not counted, and freeing it does not lower
 the count. What is leaked is what the window allocated and did not free.
@@ -192,13 +194,32 @@ class _Profiler:
             pytest.fail(f"memtrace: {e}", pytrace=False)
 
     @pytest.hookimpl(hookwrapper=True, trylast=True)
+    def pytest_runtest_call(self, item):
+        # Items other than plain test functions (unittest.TestCase methods,
+        # async tests, doctests...): their whole runtest() is traced.
+        if _plain_function(item):
+            yield  # pytest_pyfunc_call wraps the test function itself
+            return
+        runtest = item.runtest
+        profiler = self
+
+        def memtrace_runtest():
+            return profiler.run(item, runtest, (), {})
+
+        item.runtest = memtrace_runtest
+        try:
+            yield
+        finally:
+            del item.runtest  # the class's method again
+
+    @pytest.hookimpl(hookwrapper=True, trylast=True)
     def pytest_pyfunc_call(self, pyfuncitem):
         # pytest calls pyfuncitem.obj with the fixtures' values: for this
         # call, obj is the test function wrapped in run() below.
-        func = pyfuncitem.obj
-        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
-            yield  # an async test: run by another plugin, not profiled
+        if not _plain_function(pyfuncitem):
+            yield
             return
+        func = pyfuncitem.obj
         profiler = self
 
         @functools.wraps(func)
@@ -212,9 +233,10 @@ class _Profiler:
             pyfuncitem.obj = func
 
     def run(self, item, func, args, kwargs):
-        """Runs the test function func traced into its own capture, then
-        reads the capture and fails the test when a limit is passed. This
-        frame is the root of the recorded stacks: they start at func."""
+        """Runs func (the test function, or the item's own runtest) traced
+        into its own capture, then reads the capture and fails the test
+        when a limit is passed. This frame is the root of the recorded
+        stacks: they start at func."""
         path = self.capture_path(item.nodeid)
         tracker = memtrace.Tracker(path, native=self.native,
                                    trace_python_allocators=self.pyalloc, force=True,
@@ -388,6 +410,16 @@ class _Profiler:
 # Recorded stacks stop at _Profiler.run, which calls the test function:
 # pytest's own frames around each test are left out.
 _ROOT = _Profiler.run.__code__
+
+
+def _plain_function(item):
+    """True for a test function that pytest itself calls (through
+    pytest_pyfunc_call), synchronous: the plugin wraps the function."""
+    if not isinstance(item, pytest.Function) or \
+            type(item).runtest is not pytest.Function.runtest:
+        return False
+    func = getattr(item, "obj", None)
+    return not (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func))
 
 
 def _limits(item):

@@ -10,7 +10,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import unittest
 import xml.etree.ElementTree as ET
@@ -23,6 +22,8 @@ PKG = os.path.join(os.path.abspath(BUILD), "python")
 # The generated test file; "# @name" comments mark the lines the tests
 # check. bytearray(n) allocates n + 1 bytes.
 TESTS = '''\
+import unittest
+
 import pytest
 
 KEEP = []
@@ -85,6 +86,19 @@ def fat():
 @pytest.mark.limit_memory("1 MB")
 def test_fixture_not_counted(fat):
     assert len(fat) == 8_000_000
+
+
+class TestCaseStyle(unittest.TestCase):
+    # Not called through pytest_pyfunc_call: the item's runtest is traced.
+    @pytest.mark.limit_memory("24 MB")
+    def test_unittest_over(self):
+        x = big(25_000_000)  # @unittest
+        del x
+
+    @pytest.mark.limit_memory("24 MB")
+    def test_unittest_under(self):
+        x = big(1_000_000)
+        del x
 '''
 
 # Each test's outcome (JUnit XML): passed, failure or error.
@@ -92,14 +106,22 @@ EXPECTED = {
     "test_over": "failure", "test_under": "passed", "test_leak": "failure",
     "test_no_leak": "passed", "test_both": "failure", "test_plain": "passed",
     "test_fails_itself": "failure", "test_bad_size": "error",
-    "test_fixture_not_counted": "passed",
+    "test_fixture_not_counted": "passed", "test_unittest_over": "failure",
+    "test_unittest_under": "passed",
 }
 # The tests whose body ran (and was recorded) and their peak in bytes.
 PEAKS = {
     "test_over": 30_000_001, "test_under": 10_000_001, "test_leak": 5_000_001,
     "test_no_leak": 5_000_001, "test_both": 2_000_001, "test_plain": 3_000_001,
     "test_fails_itself": 2_000_001, "test_fixture_not_counted": 0,
+    "test_unittest_over": 25_000_001, "test_unittest_under": 1_000_001,
 }
+
+
+def nodeid(name):
+    """pytest's id of the generated test name."""
+    cls = "TestCaseStyle::" if name.startswith("test_unittest") else ""
+    return f"test_gen.py::{cls}{name}"
 
 
 def lines_of(text):
@@ -209,6 +231,16 @@ class PytestPluginTests(unittest.TestCase):
         self.assertIn(f"1.9 MiB in 1 allocation at test_gen.py:{LINE['big']}, in big\n"
                       f"       test_gen.py:{LINE['big']}, in big\n"
                       f"       test_gen.py:{LINE['both']}, in test_both\n", both)
+        # A unittest.TestCase method: its stack starts in unittest's code,
+        # the site and the test's own frame are the same.
+        ut = outcomes["test_unittest_over"][1]
+        self.assertRegex(ut, r"memtrace: peak memory 23\.8 MiB \(" + ("25000001" if exact else r"\d+")
+                         + r" bytes\) is over limit_memory\('24 MB'\)")
+        self.assertRegex(ut, re.escape(
+            f"23.8 MiB in 1 allocation at test_gen.py:{LINE['big']}, in big\n"
+            f"       test_gen.py:{LINE['big']}, in big\n"
+            f"       test_gen.py:{LINE['unittest']}, in ") +
+            r"(TestCaseStyle\.)?test_unittest_over\n")
         # A test that fails by itself keeps its own failure.
         itself = outcomes["test_fails_itself"][1]
         self.assertIn("ValueError: fails by itself", itself)
@@ -229,9 +261,10 @@ class PytestPluginTests(unittest.TestCase):
         self.check_outcomes(cp, outcomes)
         rows = self.summary(cp.stdout)
         # Every test whose body ran, highest peak first, with its numbers.
-        names = [r[3].split("::")[1] for r in rows]
-        self.assertEqual(names, sorted(PEAKS, key=lambda n: (-PEAKS[n], "test_gen.py::" + n)))
-        got = {r[3].split("::")[1]: r for r in rows}
+        names = [r[3].split("::")[-1] for r in rows]
+        self.assertEqual(names, sorted(PEAKS, key=lambda n: (-PEAKS[n], nodeid(n))))
+        self.assertEqual([r[3] for r in rows], [nodeid(n) for n in names])
+        got = {r[3].split("::")[-1]: r for r in rows}
         self.assertEqual(got["test_over"][:3], ("28.6 MiB", "0 B", "1"))
         self.assertEqual(got["test_leak"][:3], ("4.8 MiB", "4.8 MiB", "1"))
         # The fixture's 8 MB were allocated in setup, outside the body.
@@ -259,7 +292,8 @@ class PytestPluginTests(unittest.TestCase):
         files = sorted(os.listdir(bins))
         self.assertEqual(len(files), len(PEAKS), files)
         for name, peak in PEAKS.items():
-            mine = [f for f in files if f.startswith(f"test_gen.py-{name}-")]
+            prefix = nodeid(name).replace("::", "-")
+            mine = [f for f in files if f.startswith(prefix + "-")]
             self.assertEqual(len(mine), 1, (name, files))
             s = json.loads(memtrace("summary", os.path.join(bins, mine[0]), "--json").stdout)
             self.assertEqual(s["peak_bytes"], peak, name)
@@ -276,7 +310,7 @@ class PytestPluginTests(unittest.TestCase):
         # numbers are at least the test's own, the sites are the same.
         self.check_outcomes(cp, outcomes, exact=False)
         rows = self.summary(cp.stdout)
-        self.assertEqual(sorted(r[3].split("::")[1] for r in rows), sorted(PEAKS))
+        self.assertEqual(sorted(r[3] for r in rows), sorted(map(nodeid, PEAKS)))
         bins = os.path.join(self.tmp, "bins")
         pids = set()
         for f in os.listdir(bins):
