@@ -35,6 +35,7 @@ import pytest
 
 import memtrace
 
+_HERE = __file__
 # Sites named in a failure message, and frames shown of each one's stack.
 _SITES = 5
 _FRAMES = 12
@@ -337,6 +338,11 @@ class _Profiler:
                              f"{'' if n == 1 else 's'} at {self.where(s)}, in "
                              f"{s.get('function', '?')}")
                 stack = e.get("stack") or []
+                # With native frames the recorded stacks are whole: shown
+                # up to the plugin's own frame, like the Python-only ones.
+                ours = [i for i, fr in enumerate(stack) if fr.get("file") == _HERE]
+                if ours:
+                    stack = stack[:ours[0]]
                 for fr in stack[:_FRAMES]:
                     lines.append(f"       {self.where(fr)}, in {fr.get('function', '?')}")
                 if len(stack) > _FRAMES or e.get("stack_truncated"):

@@ -355,6 +355,26 @@ class PytestPluginTests(unittest.TestCase):
         self.check_outcomes(cp, outcomes)
         self.assertRegex(cp.stdout, r"plugins: .*memtrace-\d+\.\d+\.\d+")
 
+    def test_native_and_python_allocators(self):
+        # --memtrace-native: the C frames of the allocation are in the
+        # stack, which still ends at the test function.
+        cp, outcomes = self.pytest("--memtrace", "--memtrace-native")
+        self.assertEqual({k: v[0] for k, v in outcomes.items()}, EXPECTED,
+                         cp.stdout + cp.stderr)
+        over = outcomes["test_over"][1]
+        self.assertRegex(over, r"#1 28\.6 MiB in 1 allocation at test_gen\.py:%d, in big\n"
+                         r"(       \S+, in \S+\n)*"
+                         r"       \S*python3[.\d]*:0, in \S+\n" % LINE["big"])
+        self.assertIn(f"       test_gen.py:{LINE['big']}, in big\n"
+                      f"       test_gen.py:{LINE['over']}, in test_over\n", over)
+        self.assertNotIn("pytest_plugin.py", over)
+        self.assertNotIn("_pytest", over)
+        # --memtrace-trace-python-allocators: every object is seen; the
+        # big allocations decide the same outcomes.
+        cp, outcomes = self.pytest("--memtrace", "--memtrace-trace-python-allocators")
+        self.assertEqual({k: v[0] for k, v in outcomes.items()}, EXPECTED,
+                         cp.stdout + cp.stderr)
+
     def test_whole_run_traced(self):
         # Under `memtrace run`, --memtrace cannot also record each test: one
         # line, pytest's usage error status.
