@@ -2,7 +2,8 @@
 """Cost of tracing native malloc/free pairs, measured side by side in one run.
 
 Runs tests/progs/stress (THREADS threads x PAIRS malloc/free pairs) untraced,
-under `memtrace run`, and under heaptrack when it is installed, interleaving
+under `memtrace run`, under `memtrace run --aggregate` (totals kept in the
+process, no events written), and under heaptrack when it is installed, interleaving
 the three ROUNDS times and keeping each one's fastest run (machines here are
 noisy; the minimum is the least disturbed). Prints a Markdown table with the
 added cost per pair and the capture size per pair.
@@ -43,7 +44,10 @@ def main():
 
     configs = {"untraced": lambda i: prog,
                "memtrace": lambda i: [memtrace, "run", "-q", "-f", "-o",
-                                      f"{tmp}/mt.bin", "--"] + prog}
+                                      f"{tmp}/mt.bin", "--"] + prog,
+               "memtrace --aggregate": lambda i: [
+                   memtrace, "run", "-q", "-f", "-o", f"{tmp}/agg.bin",
+                   "--aggregate", "--"] + prog}
     if heaptrack:
         configs["heaptrack"] = lambda i: [heaptrack, "-o", f"{tmp}/ht{i}"] + prog
 
@@ -54,7 +58,8 @@ def main():
 
     total = args.pairs * args.threads
     base = best["untraced"]
-    sizes = {"memtrace": os.path.getsize(f"{tmp}/mt.bin")}
+    sizes = {"memtrace": os.path.getsize(f"{tmp}/mt.bin"),
+             "memtrace --aggregate": os.path.getsize(f"{tmp}/agg.bin")}
     if heaptrack:
         ht = sorted(glob.glob(f"{tmp}/ht{args.rounds - 1}*"))
         sizes["heaptrack"] = os.path.getsize(ht[0]) if ht else 0

@@ -3,7 +3,8 @@
 
 Runs each workload of bench/workloads/ as a whole process (start-up counts)
 under plain python, `memtrace run` (default, --trace-python-allocators,
---native), `python -X tracemalloc=1` and `=25`, and memray (default,
+--native, --trace-python-allocators --aggregate), `python -X tracemalloc=1`
+and `=25`, and memray (default,
 --trace-python-allocators, --native) when `python -m memray` works,
 interleaving everything ROUNDS times and keeping each one's fastest run
 (machines here are noisy; the minimum is the least disturbed). Prints
@@ -70,6 +71,9 @@ def modes(python, memtrace, memray):
         "memtrace run --trace-python-allocators":
             lambda s, cap: mt + ["--trace-python-allocators", "-o", cap] + s,
         "memtrace run --native": lambda s, cap: mt + ["--native", "-o", cap] + s,
+        "memtrace run --trace-python-allocators --aggregate":
+            lambda s, cap: mt + ["--trace-python-allocators", "--aggregate",
+                                 "-o", cap] + s,
         "python -X tracemalloc=1": lambda s, cap: [python, "-X", "tracemalloc=1"] + s,
         "python -X tracemalloc=25": lambda s, cap: [python, "-X", "tracemalloc=25"] + s,
     }

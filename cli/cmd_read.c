@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/commands.h"
+#include "common/format.h"
 #include "memtrace/reader.h"
 #include "memtrace/reporters.h"
 
@@ -21,10 +22,11 @@
 typedef int (*mt_reporter_fn)(FILE *out, mt_capture_t *cap,
                               const mt_report_opts_t *opts);
 
-/* memtrace-KIND-NAME.html in the capture's directory, NAME being the
+/* memtrace-KIND-NAME.EXT in the capture's directory, NAME being the
  * capture's file name without a "memtrace-" start and a ".bin" end (as
  * memray names its pages). Returns a malloc'd path, or NULL. */
-char *mt__default_html(const char *capture, const char *kind)
+char *mt__default_output(const char *capture, const char *kind,
+                         const char *ext)
 {
     const char *slash = strrchr(capture, '/');
     size_t dirlen = slash ? (size_t)(slash - capture) + 1 : 0;
@@ -36,12 +38,18 @@ char *mt__default_html(const char *capture, const char *kind)
     }
     if (len > 4 && strcmp(name + len - 4, ".bin") == 0)
         len -= 4;
-    size_t size = dirlen + len + strlen(kind) + sizeof "memtrace--.html";
+    size_t size = dirlen + len + strlen(kind) + strlen(ext) +
+                  sizeof "memtrace--.";
     char *out = malloc(size);
     if (out)
-        snprintf(out, size, "%.*smemtrace-%s-%.*s.html", (int)dirlen, capture,
-                 kind, (int)len, name);
+        snprintf(out, size, "%.*smemtrace-%s-%.*s.%s", (int)dirlen, capture,
+                 kind, (int)len, name, ext);
     return out;
+}
+
+char *mt__default_html(const char *capture, const char *kind)
+{
+    return mt__default_output(capture, kind, "html");
 }
 
 /* Loads path. Errors and warnings go to stderr as one escaped line each
@@ -66,6 +74,21 @@ mt_capture_t *mt__load_capture(const char *path, uint64_t temporary_threshold)
             fprintf(stderr, ": %s", mt_strerror(rc < 0 ? rc : MT_EINVAL));
         }
         fputc('\n', stderr);
+        mt_capture_free(cap);
+        return NULL;
+    }
+    /* An aggregate capture has no events to count temporary allocations
+     * again: only the threshold the tracer counted with can be shown. */
+    const mt_totals_t *t = mt_capture_totals(cap);
+    if ((mt_capture_header(cap)->flags & MT_FLAG_AGGREGATE) &&
+        temporary_threshold && temporary_threshold != t->temporary_threshold) {
+        fputs("memtrace: ", stderr);
+        mt_fputs_escaped(path, stderr);
+        fprintf(stderr, ": --temporary-allocation-threshold %llu needs the "
+                "events, and this aggregate capture (memtrace run --aggregate) "
+                "has none: its temporary allocations were counted with a "
+                "threshold of %llu\n", (unsigned long long)temporary_threshold,
+                (unsigned long long)t->temporary_threshold);
         mt_capture_free(cap);
         return NULL;
     }

@@ -50,6 +50,9 @@ int mt__parse_threshold(const char *arg, uint64_t *out);
 /* The default page for KIND ("flamegraph", "table") of a capture:
  * memtrace-KIND-NAME.html beside it (cli/cmd_read.c). malloc'd, or NULL. */
 char *mt__default_html(const char *capture, const char *kind);
+/* The same with another extension: memtrace-KIND-NAME.EXT (export). */
+char *mt__default_output(const char *capture, const char *kind,
+                         const char *ext);
 
 /* Parses a --top count (1 to MT_MAX_TOP) into *out. Returns 0 or -1. */
 #define MT_MAX_TOP 1000000

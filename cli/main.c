@@ -30,7 +30,9 @@ static const char summary_help[] =
     "current_bytes, current_allocations, total_allocations, total_frees,\n"
     "unmatched_frees, total_bytes_allocated, duration_s, peak_rss_bytes,\n"
     "threads, native, python_version (or null), complete, events_lost,\n"
-    "warning (or null), top (site entries as in `memtrace report`).\n";
+    "warning (or null), aggregate (recorded with --aggregate), checkpoint_s\n"
+    "(the time of the checkpoint an aggregate capture's numbers come from, or\n"
+    "null), top (site entries as in `memtrace report`).\n";
 
 static const char report_help[] =
     "usage: memtrace report FILE [--top N] [--leaks | --all-allocations |\n"
@@ -160,7 +162,7 @@ static const mt_command_t commands[] = {
      "usage: memtrace rss FILE [--json]\n" LATER},
     {"stages", NULL, "per-stage costs",
      "usage: memtrace stages FILE [--json]\n" LATER},
-    {"export", mt__cmd_export, "the capture as folded stacks or CSV",
+    {"export", mt__cmd_export, "folded stacks, CSV, speedscope or pprof",
      mt__export_help},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -23,6 +23,8 @@ typedef struct {
     int force, native, python_allocators, follow_fork, quiet;
     const char *python;
     unsigned rss_interval;
+    int aggregate;
+    unsigned checkpoint_ms; /* 0: the tracer's default */
     int report_top;   /* 0: no report */
     const char *module, *code; /* -m / -c */
     char **rest;      /* program (or script) and its arguments */
@@ -49,6 +51,14 @@ static const char run_usage[] =
     "      --python PATH          interpreter for -m, -c and scripts\n"
     "                             (default: python3 on PATH)\n"
     "      --rss-interval MS      RSS sampling interval (default 10)\n"
+    "      --aggregate            keep per-stack totals in the process instead\n"
+    "                             of recording every event: a small capture,\n"
+    "                             checkpointed so that a killed program still\n"
+    "                             leaves one; reports that need the events\n"
+    "                             (--temporary-allocation-threshold other\n"
+    "                             than 1) refuse it\n"
+    "      --checkpoint-interval MS  with --aggregate: how often totals are\n"
+    "                             written (default 5000)\n"
     "      --report[=N]           print the top-N report (default 10) to stderr\n"
     "                             when the program ends\n"
     "  -q, --quiet                no messages of memtrace's own\n"
@@ -59,7 +69,8 @@ static const char run_usage[] =
 
 static int parse_run(int argc, char **argv, run_opts_t *o)
 {
-    enum { O_NATIVE = 256, O_PYALLOC, O_FOLLOW, O_PYTHON, O_RSS, O_REPORT };
+    enum { O_NATIVE = 256, O_PYALLOC, O_FOLLOW, O_PYTHON, O_RSS, O_REPORT,
+           O_AGGREGATE, O_CHECKPOINT };
     static const struct option longopts[] = {
         {"output", required_argument, 0, 'o'},
         {"force", no_argument, 0, 'f'},
@@ -69,6 +80,8 @@ static int parse_run(int argc, char **argv, run_opts_t *o)
         {"python", required_argument, 0, O_PYTHON},
         {"rss-interval", required_argument, 0, O_RSS},
         {"report", optional_argument, 0, O_REPORT},
+        {"aggregate", no_argument, 0, O_AGGREGATE},
+        {"checkpoint-interval", required_argument, 0, O_CHECKPOINT},
         {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
@@ -99,6 +112,18 @@ static int parse_run(int argc, char **argv, run_opts_t *o)
             o->rss_interval = (unsigned)v;
             break;
         }
+        case O_AGGREGATE: o->aggregate = 1; break;
+        case O_CHECKPOINT: {
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 3600000) {
+                fprintf(stderr, "memtrace run: --checkpoint-interval takes "
+                                "milliseconds from 1 to 3600000, not '%s'\n",
+                        optarg);
+                return -1;
+            }
+            o->checkpoint_ms = (unsigned)v;
+            break;
+        }
         case O_REPORT: {
             long v = optarg ? strtol(optarg, &end, 10) : 10;
             if ((optarg && *end) || v < 1 || v > 100000) {
@@ -119,6 +144,11 @@ static int parse_run(int argc, char **argv, run_opts_t *o)
         }
     }
 program:
+    if (o->checkpoint_ms && !o->aggregate) {
+        fprintf(stderr, "memtrace run: --checkpoint-interval needs "
+                        "--aggregate\n");
+        return -1;
+    }
     o->rest = argv + optind;
     o->nrest = argc - optind;
     if (o->module || o->code) {
@@ -358,6 +388,13 @@ static void set_child_env(const run_opts_t *o, const char *preload, const char *
     setenv("MEMTRACE_FOLLOW_FORK", o->follow_fork ? "1" : "0", 1);
     setenv("MEMTRACE_QUIET", o->quiet ? "1" : "0", 1);
     setenv("MEMTRACE_FORCE", o->force ? "1" : "0", 1);
+    setenv("MEMTRACE_AGGREGATE", o->aggregate ? "1" : "0", 1);
+    if (o->checkpoint_ms) {
+        snprintf(buf, sizeof buf, "%u", o->checkpoint_ms);
+        setenv("MEMTRACE_CHECKPOINT_MS", buf, 1);
+    } else {
+        unsetenv("MEMTRACE_CHECKPOINT_MS");
+    }
 }
 
 /* The command as typed, for the capture's header: the interpreter really

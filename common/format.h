@@ -20,7 +20,8 @@
 #define MT_FLAG_PYTHON 0x0002u
 #define MT_FLAG_FOLLOW_FORK 0x0004u
 #define MT_FLAG_PYTHON_ALLOCATORS 0x0008u
-#define MT_FLAGS_KNOWN 0x000fu
+#define MT_FLAG_AGGREGATE 0x0010u /* checkpoints of per-stack totals, no events */
+#define MT_FLAGS_KNOWN 0x001fu
 
 /* Header fields: varint tag, varint length, bytes. Unknown tags are skipped. */
 enum mt_header_tag {
@@ -35,6 +36,7 @@ enum mt_header_tag {
     MT_HDR_RSS_INTERVAL = 9,   /* varint, ms */
     MT_HDR_PYTHON_VERSION = 10,/* bytes, e.g. "3.11.7" */
     MT_HDR_PARENT_PID = 11,    /* varint: the traced parent, for FILE.<pid> */
+    MT_HDR_CHECKPOINT_INTERVAL = 14, /* varint, ms: aggregate captures */
 };
 
 /* ---- Blocks ------------------------------------------------------------- */
@@ -67,6 +69,12 @@ enum mt_def_type {
                                  Python frames follow */
     MT_DEF_PYCODE = 10,       /* varint id, str qualified name, str file,
                                  varint first line */
+    /* Aggregate captures (MT_FLAG_AGGREGATE): a checkpoint is one AGG_BEGIN,
+     * AGG_NODES records, one AGG_END; docs/FORMAT.md has the fields. */
+    MT_DEF_AGG_BEGIN = 13,    /* varint id, then the whole-run totals */
+    MT_DEF_AGG_NODES = 14,    /* (varint id delta, 8 varints) until the end */
+    MT_DEF_AGG_END = 15,      /* varint id, varint node entries */
+    MT_DEF_AGG_SAMPLE = 16,   /* varint ns, varint heap, varint rss */
 };
 
 /* PYTHON record flags. */

@@ -200,9 +200,11 @@ static PyObject *py_attach(PyObject *self, PyObject *args, PyObject *kw)
 
 PyDoc_STRVAR(start_doc,
 "start(preload, path, native=False, pyalloc=False, follow_fork=False,\n"
-"      force=False, quiet=True, rss_interval_ms=0, root=None)\n--\n\n"
+"      force=False, quiet=True, rss_interval_ms=0, aggregate=False,\n"
+"      checkpoint_ms=0, root=None)\n--\n\n"
 "Load the tracer (preload: its path) unless present, start writing the\n"
-"capture path and attach the frame walker. root: a code object at which\n"
+"capture path and attach the frame walker (aggregate: per-stack totals\n"
+"checkpointed every checkpoint_ms, 0: 5000). root: a code object at which\n"
 "stacks stop, as in attach() (the pytest plugin passes the code that calls\n"
 "each test). Raises FileExistsError when path exists and force is false,\n"
 "RuntimeError when already tracing.");
@@ -214,15 +216,17 @@ static PyObject *session_root;
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"preload", "path", "native", "pyalloc", "follow_fork",
-                            "force", "quiet", "rss_interval_ms", "root", NULL};
+                            "force", "quiet", "rss_interval_ms", "aggregate",
+                            "checkpoint_ms", "root", NULL};
     const char *preload, *path;
     int native = 0, pyalloc = 0, follow_fork = 0, force = 0, quiet = 1;
-    unsigned int rss = 0;
+    int aggregate = 0;
+    unsigned int rss = 0, checkpoint = 0;
     PyObject *root = NULL;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|pppppIO:start", names, &preload, &path,
-                                     &native, &pyalloc, &follow_fork, &force, &quiet,
-                                     &rss, &root))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|pppppIpIO:start", names, &preload,
+                                     &path, &native, &pyalloc, &follow_fork, &force,
+                                     &quiet, &rss, &aggregate, &checkpoint, &root))
         return NULL;
     if (root == Py_None)
         root = NULL;
@@ -240,7 +244,8 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
                             "memtrace is already tracing this process "
                             "(started by `memtrace run`?)");
     mt_tracer_opts_t opts = {.rss_interval_ms = rss, .follow_fork = follow_fork,
-                             .force = force, .quiet = quiet};
+                             .force = force, .quiet = quiet,
+                             .aggregate = aggregate, .checkpoint_ms = checkpoint};
     int rc;
     session = SESSION_BUSY;
     Py_BEGIN_ALLOW_THREADS

@@ -118,6 +118,17 @@ typedef struct mt_loader_s {
     int have_trailer;
     uint64_t trailer_ns, trailer_rss;
 
+    /* aggregate captures: the checkpoint being read, committed at its END */
+    int agg_open;          /* an AGG_BEGIN was read, its AGG_END not yet */
+    uint64_t agg_id;       /* its id */
+    mt_totals_t agg_totals; /* its totals */
+    uint64_t agg_ns;       /* its time */
+    struct mt_agg_entry_s {
+        uint32_t node;
+        mt_node_stats_t st;
+    } *agg_entries;        /* its node entries */
+    size_t agg_n, agg_cap;
+
     /* where we are */
     uint64_t block_off;    /* file offset of the current block */
     const uint8_t *block;  /* the current decompressed block */
@@ -149,6 +160,12 @@ int mt__replay_until(mt_loader_t *ld, uint64_t w, int final);
 /* Called when the current block is done: moves the bytes of runs that
  * still point into it to their own storage. */
 int mt__replay_end_block(mt_loader_t *ld);
+
+/* checkpoint.c: one AGG_* definition record [p, end) at byte off of the
+ * current block, in an aggregate capture. */
+int mt__checkpoint_record(mt_loader_t *ld, unsigned type, const uint8_t *p,
+                          const uint8_t *end, uint64_t off);
+void mt__checkpoint_free(mt_loader_t *ld);
 
 /* Map helpers (replay.c). mt__idmap_get returns 0 and *val, or -1. */
 int mt__idmap_put(mt_idmap_t *m, uint64_t key, uint32_t val);

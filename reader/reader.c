@@ -593,6 +593,14 @@ static int def_record(mt_loader_t *ld, unsigned type, mt_cur_t *c,
         return def_python(ld, c, off);
     case MT_DEF_PYCODE:
         return def_pycode(ld, c, off);
+    case MT_DEF_AGG_BEGIN:
+    case MT_DEF_AGG_NODES:
+    case MT_DEF_AGG_END:
+    case MT_DEF_AGG_SAMPLE:
+        /* Only aggregate captures have them; elsewhere they are skipped. */
+        if (!(ld->cap->header.flags & MT_FLAG_AGGREGATE))
+            return 0;
+        return mt__checkpoint_record(ld, type, c->p, c->end, off);
     default:
         return 0; /* a newer record type: skipped by its length */
     }
@@ -620,7 +628,7 @@ static int parse_defs(mt_loader_t *ld, const uint8_t *p, const uint8_t *end)
 static int parse_block(mt_loader_t *ld, const uint8_t *raw, size_t len)
 {
     const uint8_t *p = raw, *end = raw + len;
-    int rc = 0;
+    int rc = 0, aggregate = (ld->cap->header.flags & MT_FLAG_AGGREGATE) != 0;
     ld->block = raw;
     while (p < end) {
         uint64_t off = (uint64_t)(p - raw), slen, v;
@@ -634,6 +642,8 @@ static int parse_block(mt_loader_t *ld, const uint8_t *raw, size_t len)
             rc = parse_defs(ld, s, se);
             break;
         case MT_SEC_EVENTS:
+            if (aggregate)
+                break; /* its numbers are in the checkpoints */
             if (mt__get_varint(&s, se, &v) || v > UINT32_MAX)
                 return def_corrupt(ld, "bad thread index in events section",
                                    off);
@@ -641,6 +651,8 @@ static int parse_block(mt_loader_t *ld, const uint8_t *raw, size_t len)
                                     (uint64_t)(s - raw));
             break;
         case MT_SEC_SYNC:
+            if (aggregate)
+                break;
             if (mt__get_varint(&s, se, &v))
                 return def_corrupt(ld, "bad sync section", off);
             rc = v ? mt__replay_until(ld, v, 0) : 0;
@@ -798,6 +810,17 @@ static int read_blocks(mt_loader_t *ld, mt_src_t *src, mt_progress_t *pg)
         mt__load_warn(ld, "capture has no trailer: the program ended without "
                       "memtrace's exit handler (killed, crashed or _exit); "
                       "data up to the last flush is shown");
+    if (ld->cap->header.flags & MT_FLAG_AGGREGATE) {
+        const mt_totals_t *t = &ld->cap->totals;
+        if (!t->checkpoints)
+            mt__load_warn(ld, "aggregate capture without a complete "
+                          "checkpoint: the program ended before memtrace "
+                          "wrote its first one; no allocations are shown");
+        else if (!ld->have_trailer)
+            mt__load_warn(ld, "aggregate capture: the numbers are those of "
+                          "its last checkpoint, at %.3f s",
+                          (double)t->checkpoint_ns / 1e9);
+    }
     return mt__replay_until(ld, 0, 1);
 }
 
@@ -805,6 +828,8 @@ static void finish_totals(mt_loader_t *ld)
 {
     mt_totals_t *t = &ld->cap->totals;
     t->complete = ld->have_trailer;
+    if (!(ld->cap->header.flags & MT_FLAG_AGGREGATE))
+        t->temporary_threshold = ld->threshold;
     t->duration_ns = ld->have_trailer ? ld->trailer_ns : ld->max_tick_ns;
     t->peak_rss_bytes = ld->have_trailer ? ld->trailer_rss : ld->max_tick_rss;
     if (t->events_lost)
@@ -851,6 +876,7 @@ static int load_source(const char *name, mt_src_t *src,
     }
     int rc = load(&ld, src, opts);
     mt__replay_free(&ld);
+    mt__checkpoint_free(&ld);
     mt__idmap_free(&ld.module_ids);
     mt__omap_free(&ld.loaded);
     if (rc) {

@@ -1,13 +1,33 @@
 /* export.c: captures in other tools' formats. folded: Brendan Gregg's
  * collapsed stacks ("outer;...;inner BYTES" per line), which flamegraph.pl,
  * speedscope and inferno read. csv: one row per allocation site per
- * snapshot (the high-water mark and the end), for pandas and spreadsheets. */
+ * snapshot (the high-water mark and the end), for pandas and spreadsheets.
+ * speedscope and pprof have files of their own (export_speedscope.c,
+ * export_pprof.c); the stacks they share are made here. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "export.h"
 #include "memtrace/reporters.h"
 #include "report_util.h"
+
+size_t mt__export_stack(mt_sites_t *sites, uint32_t node, mt_frame_t *frames)
+{
+    int truncated = 0;
+    size_t n = mt_sites_stack(sites, node, frames, MT_EXPORT_MAX_STACK - 1,
+                              &truncated);
+    if (n == 0 || truncated) {
+        /* A stack without frames is "<unknown>", as the reports' site. */
+        static const mt_frame_t unknown = {.function = "<unknown>",
+                                           .file = "<unknown>", .module = ""};
+        static const mt_frame_t cut = {.function = "[stack truncated]",
+                                       .file = "", .module = ""};
+        frames[n] = n ? cut : unknown;
+        n++;
+    }
+    return n;
+}
 
 /* A frame in folded form: "function (file:line)". ';' separates frames and
  * a newline ends the record, so both (and other control characters) are

@@ -10,11 +10,13 @@
  *    "total_bytes_allocated": int, "duration_s": float,
  *    "peak_rss_bytes": int, "threads": int, "native": bool,
  *    "python_version": str|null, "complete": bool, "events_lost": bool,
- *    "warning": str|null,
+ *    "warning": str|null, "aggregate": bool, "checkpoint_s": float|null,
  *    "top": [site entry as in `memtrace report`, at most 5]}
  * "native" is true when the stacks are native (header flag
  * MT_FLAG_NATIVE_STACKS); "complete" when the capture ends with its
- * trailer (the program finished cleanly). */
+ * trailer (the program finished cleanly). "aggregate" when the capture was
+ * recorded with --aggregate; then "checkpoint_s" is the time of the
+ * checkpoint its numbers come from (null when it has none). */
 #include <inttypes.h>
 #include <string.h>
 
@@ -67,6 +69,14 @@ static void summary_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     mt__json_bool(&j, t->events_lost);
     mt__json_key(&j, "warning");
     mt__json_string(&j, mt_capture_warning(cap));
+    int aggregate = (h->flags & MT_FLAG_AGGREGATE) != 0;
+    mt__json_key(&j, "aggregate");
+    mt__json_bool(&j, aggregate);
+    mt__json_key(&j, "checkpoint_s");
+    if (aggregate && t->checkpoints)
+        mt__json_double(&j, (double)t->checkpoint_ns / 1e9);
+    else
+        mt__json_string(&j, NULL);
     mt__json_key(&j, "top");
     mt__json_site_list(&j, sites, MT_SUMMARY_TOP);
     mt__json_end_object(&j);
@@ -103,6 +113,14 @@ static void summary_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     label(out, "Duration:");
     fprintf(out, "%.3f s%s\n", (double)t->duration_ns / 1e9,
             t->complete ? "" : " (incomplete capture)");
+    if (h->flags & MT_FLAG_AGGREGATE) {
+        label(out, "Recorded:");
+        if (t->checkpoints)
+            fprintf(out, "aggregated (--aggregate): totals as of %.3f s\n",
+                    (double)t->checkpoint_ns / 1e9);
+        else
+            fputs("aggregated (--aggregate): no checkpoint was written\n", out);
+    }
     label(out, "Peak memory:");
     fprintf(out, "%s at %.3f s\n", mt_format_size(t->peak_bytes, a, sizeof a),
             (double)t->peak_time_ns / 1e9);

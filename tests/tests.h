@@ -9,5 +9,7 @@ Suite *mt_test_tracer_suite(void);
 Suite *mt_test_symbolize_suite(void);
 Suite *mt_test_reporters_suite(void);
 Suite *mt_test_flamegraph_suite(void);
+Suite *mt_test_export_suite(void);
+Suite *mt_test_aggregate_suite(void);
 
 #endif

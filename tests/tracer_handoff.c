@@ -3,7 +3,9 @@
  * watch it (`make test` runs it in a TSan build too). Links the tracer's
  * sources without hooks.c: nothing is interposed here; the test calls
  * mt__record itself from several threads while the writer runs its rounds,
- * then reads the capture back and checks that every event arrived. */
+ * then reads the capture back and checks that every event arrived. Twice:
+ * writing the events, then with --aggregate (the writer replays them and
+ * writes a checkpoint every few ms). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,7 +35,7 @@ static void *recorder(void *arg)
     return NULL;
 }
 
-int main(void)
+static int run(int aggregate)
 {
     char path[] = "/tmp/mt-handoff-XXXXXX";
     int fd = mkstemp(path);
@@ -42,12 +44,12 @@ int main(void)
     close(fd);
     unlink(path);
 
-    mt__bootstrap();
     snprintf(mt__g.path, sizeof mt__g.path, "%s", path);
+    mt__g.aggregate = aggregate;
+    mt__g.checkpoint_ms = 5;
     mt__g.rss_interval_ms = 1; /* many rounds while the threads run */
     mt__g.pid = mt__g.root_pid = getpid();
     mt__g.start_ns = mt__now_ns();
-    pthread_key_create(&mt__g.thread_key, mt__thread_exit);
     if (mt__writer_start(path, 1) != 0) {
         fprintf(stderr, "cannot start the writer on %s\n", path);
         return 2;
@@ -78,21 +80,32 @@ int main(void)
     uint64_t want_live = 0;
     for (int i = 1; i <= THREADS; i++)
         want_live += 1000 + (uint64_t)i;
-    printf("allocations %llu (want %llu), frees %llu, live bytes %llu (want "
-           "%llu), threads %llu, complete %d\n",
+    printf("%s: allocations %llu (want %llu), frees %llu, live bytes %llu "
+           "(want %llu), threads %llu, complete %d, checkpoints %llu\n",
+           aggregate ? "aggregate" : "events",
            (unsigned long long)tot->total_allocations,
            (unsigned long long)want_allocs,
            (unsigned long long)tot->total_frees,
            (unsigned long long)tot->current_bytes,
            (unsigned long long)want_live, (unsigned long long)tot->threads,
-           tot->complete);
+           tot->complete, (unsigned long long)tot->checkpoints);
     failed |= tot->total_allocations != want_allocs;
     failed |= tot->total_frees != THREADS * (uint64_t)PAIRS;
     failed |= tot->current_bytes != want_live;
     failed |= tot->threads != THREADS;
     failed |= !tot->complete;
     failed |= tot->unmatched_frees != 0;
+    failed |= aggregate && tot->checkpoints < 1;
     mt_capture_free(cap);
+    return failed;
+}
+
+int main(void)
+{
+    mt__bootstrap();
+    pthread_key_create(&mt__g.thread_key, mt__thread_exit);
+    int failed = run(0);
+    failed |= run(1);
     printf("%d passed, %d failed\n", failed ? 0 : 1, failed ? 1 : 0);
     return failed;
 }

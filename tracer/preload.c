@@ -65,6 +65,8 @@ void mt__say(const char *fmt, ...)
 #define ENV_ROOT "MEMTRACE_ROOT_PID"
 #define ENV_PRELOAD "MEMTRACE_LD_PRELOAD"
 #define ENV_ARGV "MEMTRACE_ARGV"
+#define ENV_AGGREGATE "MEMTRACE_AGGREGATE"
+#define ENV_CHECKPOINT "MEMTRACE_CHECKPOINT_MS"
 
 static void scrub_environment(void)
 {
@@ -74,7 +76,8 @@ static void scrub_environment(void)
     else
         unsetenv("LD_PRELOAD");
     const char *vars[] = {ENV_OUTPUT, ENV_FOLLOW, ENV_RSS, ENV_QUIET,
-                          ENV_FORCE, ENV_ROOT, ENV_PRELOAD, ENV_ARGV};
+                          ENV_FORCE, ENV_ROOT, ENV_PRELOAD, ENV_ARGV,
+                          ENV_AGGREGATE, ENV_CHECKPOINT};
     for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
         unsetenv(vars[i]);
 }
@@ -258,6 +261,9 @@ __attribute__((constructor)) static void mt_tracer_init(void)
     mt__g.rss_interval_ms = rss ? (unsigned)atoi(rss) : 10;
     if (mt__g.rss_interval_ms == 0)
         mt__g.rss_interval_ms = 10;
+    mt__g.aggregate = getenv(ENV_AGGREGATE) && atoi(getenv(ENV_AGGREGATE));
+    const char *ckpt = getenv(ENV_CHECKPOINT);
+    mt__g.checkpoint_ms = ckpt ? (unsigned)atoi(ckpt) : 0; /* 0: default */
     const char *root = getenv(ENV_ROOT);
     mt__g.root_pid = root ? (pid_t)atoi(root) : getpid();
 

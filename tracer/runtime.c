@@ -278,6 +278,8 @@ MT_API int mt_tracer_start(const char *path, const mt_tracer_opts_t *opts)
     mt__g.force = opts && opts->force;
     mt__g.quiet = opts && opts->quiet;
     mt__g.rss_interval_ms = opts && opts->rss_interval_ms ? opts->rss_interval_ms : 10;
+    mt__g.aggregate = opts && opts->aggregate;
+    mt__g.checkpoint_ms = opts ? opts->checkpoint_ms : 0;
     mt__g.pid = mt__g.root_pid = getpid();
     mt__g.start_ns = mt__now_ns();
     mt__modules_scan();

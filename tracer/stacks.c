@@ -79,6 +79,11 @@ static uint32_t trie_get_unlocked(uint32_t parent, uint64_t ip)
     return trie[j].id;
 }
 
+uint32_t mt__stack_count_unlocked(void)
+{
+    return trie_count;
+}
+
 void mt__stack_reemit_unlocked(void)
 {
     /* Node ids are implicit in the file (the n-th NODE record is node n),

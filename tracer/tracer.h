@@ -180,6 +180,36 @@ void mt__writer_kick(void);
 /* Queues a full buffer for the writer (takes queue_lock). */
 void mt__queue_push(mt_buffer_t *b);
 
+/* ---- Aggregate mode (aggregate.c) ---------------------------------------
+ * With --aggregate the writer replays the events instead of writing them.
+ * All of these need round_lock. */
+
+/* Receives len bytes of whole definition records, for one DEFS section. */
+typedef void (*mt_agg_emit_fn)(const uint8_t *defs, size_t len);
+/* Fresh, empty totals (a previous session's or a fork parent's are freed).
+ * Returns 0 or -ENOMEM. */
+int mt__agg_start_unlocked(void);
+void mt__agg_stop_unlocked(void);
+/* 1 while aggregating (0 after a failure stopped it). */
+int mt__agg_active_unlocked(void);
+/* An RSS sample at seq: it gets the traced heap of its moment. */
+void mt__agg_tick_unlocked(uint64_t seq, uint64_t ns, uint64_t rss);
+/* Replays the events of the buffers of nlists lists (each buffer one run)
+ * with seq below w (all of them when final); the others stay pending.
+ * nodes: the trie's node count when the buffers were taken. Returns 0, or
+ * -1 when aggregation failed and stopped (tracing stops too). */
+int mt__agg_replay_unlocked(mt_buffer_t *const *lists, size_t nlists,
+                            uint64_t w, uint32_t nodes, int final);
+/* Emits an AGG_SAMPLE record for every tick replayed since the last call. */
+void mt__agg_samples_unlocked(mt_agg_emit_fn emit);
+/* Emits one whole checkpoint. */
+void mt__agg_checkpoint_unlocked(mt_agg_emit_fn emit);
+/* 1 when the checkpoint interval will have passed since the last
+ * checkpoint within slack_ns (the time to the next chance to write one). */
+int mt__agg_checkpoint_due_unlocked(uint64_t slack_ns);
+/* stacks.c: the number of trie nodes so far (ids 1..n). defs_lock. */
+uint32_t mt__stack_count_unlocked(void);
+
 /* ---- Global state ------------------------------------------------------- */
 
 struct mt_tracer {
@@ -199,6 +229,8 @@ struct mt_tracer {
     int quiet;
     int force;
     unsigned rss_interval_ms;
+    int aggregate;               /* --aggregate: checkpoints, no events */
+    unsigned checkpoint_ms;      /* --aggregate: checkpoint interval */
     pid_t pid;
     pid_t root_pid;
     uint64_t start_ns;           /* CLOCK_MONOTONIC at start */

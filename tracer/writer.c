@@ -2,7 +2,9 @@
  * interval) it samples RSS; every round (at most MT_ROUND_MS apart, sooner
  * when buffers queue up) it collects every thread's events, the queued full
  * buffers and the new definitions, compresses them into one or more blocks
- * and writes them. So a SIGKILL loses at most one round of events. */
+ * and writes them. So a SIGKILL loses at most one round of events. With
+ * --aggregate (aggregate.c) the events are replayed into totals instead,
+ * and a checkpoint of them is written every checkpoint interval. */
 #include <errno.h>
 #include <fcntl.h>
 #include <lz4frame.h>
@@ -21,6 +23,7 @@
 
 #define MT_ROUND_MS 100
 #define MT_BLOCK_TARGET (4u << 20) /* raw bytes per block before compressing */
+#define MT_CHECKPOINT_MS 5000 /* --aggregate: default checkpoint interval */
 
 /* ---- Definition buffer (defs_lock) -------------------------------------- */
 
@@ -170,6 +173,34 @@ static inline int spin_trylock_for(atomic_int *l, int patient)
     }
 }
 
+/* --aggregate: definition records from aggregate.c, as a DEFS section. */
+static void emit_defs(const uint8_t *defs, size_t len)
+{
+    if (len)
+        add_section(MT_SEC_DEFS, 0, defs, len);
+}
+
+/* With --aggregate the trailer comes after the final checkpoint, as the
+ * last record of the file: mt__writer_finish leaves it here (round_lock). */
+static uint8_t agg_trailer[1 + 5 * MT_VARINT_MAX];
+static size_t agg_trailer_len;
+
+/* --aggregate: the round's events go into the totals instead of the file;
+ * the ticks' heap sizes, and a checkpoint when one is due, go to the file. */
+static void aggregate_round(mt_buffer_t *const *lists, uint64_t w,
+                            uint32_t nodes, int final)
+{
+    if (!mt__agg_active_unlocked() ||
+        mt__agg_replay_unlocked(lists, 2, w, nodes, final) != 0)
+        return;
+    mt__agg_samples_unlocked(emit_defs);
+    /* The next round comes at most MT_ROUND_MS after this one (unless a
+     * replay runs long): checkpointing that much early keeps checkpoints
+     * at most one interval apart. */
+    if (final || mt__agg_checkpoint_due_unlocked(MT_ROUND_MS * 1000000ull))
+        mt__agg_checkpoint_unlocked(emit_defs);
+}
+
 /* One round (caller holds round_lock). final: the program is ending. */
 static void do_round(int final)
 {
@@ -222,10 +253,12 @@ static void do_round(int final)
     mt__g.queue_bytes = 0;
     pthread_mutex_unlock(&mt__g.queue_lock);
 
-    /* 3. Definitions, after the events that may use them were taken. */
+    /* 3. Definitions, after the events that may use them were taken (so
+     *    their stacks are among the first `nodes` trie nodes). */
     pthread_mutex_lock(&mt__g.defs_lock);
     uint8_t *defs = mt__g.defs;
     size_t defs_len = mt__g.defs_len;
+    uint32_t nodes = mt__stack_count_unlocked();
     mt__g.defs = NULL;
     mt__g.defs_len = mt__g.defs_cap = 0;
     pthread_mutex_unlock(&mt__g.defs_lock);
@@ -234,18 +267,30 @@ static void do_round(int final)
         add_section(MT_SEC_DEFS, 0, defs, defs_len);
     if (defs)
         mt__real.free(defs);
-    for (mt_buffer_t *lists[2] = {queued, events}, **l = lists; l < lists + 2; l++) {
+    mt_buffer_t *lists[2] = {queued, events};
+    if (mt__g.aggregate)
+        aggregate_round(lists, w, nodes, final);
+    for (mt_buffer_t **l = lists; l < lists + 2; l++) {
         for (mt_buffer_t *b = *l, *next; b; b = next) {
             next = b->next;
-            add_section(MT_SEC_EVENTS, b->thread, MT_BUFFER_DATA(b), b->len);
+            if (!mt__g.aggregate)
+                add_section(MT_SEC_EVENTS, b->thread, MT_BUFFER_DATA(b), b->len);
             mt__buffer_release(b);
         }
     }
-    uint8_t sync[MT_VARINT_MAX];
-    add_section(MT_SEC_SYNC, 0, sync, (size_t)(mt__put_varint(sync, w) - sync));
+    if (!mt__g.aggregate) {
+        uint8_t sync[MT_VARINT_MAX];
+        add_section(MT_SEC_SYNC, 0, sync,
+                    (size_t)(mt__put_varint(sync, w) - sync));
+    } else if (final && agg_trailer_len) {
+        add_section(MT_SEC_DEFS, 0, agg_trailer, agg_trailer_len);
+        agg_trailer_len = 0;
+    }
     flush_block();
 }
 
+/* An RSS sample: a TICK record, or with --aggregate a tick of the replay
+ * (round_lock held then), which records it with the heap of its moment. */
 static void sample_rss(void)
 {
     char buf[128];
@@ -259,9 +304,15 @@ static void sample_rss(void)
                 rss = strtoull(p + 1, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE);
         }
     }
+    uint64_t seq = atomic_load_explicit(&mt__g.seq, memory_order_seq_cst) + 1;
+    uint64_t ns = mt__now_ns() - mt__g.start_ns;
+    if (mt__g.aggregate) {
+        mt__agg_tick_unlocked(seq, ns, rss);
+        return;
+    }
     uint8_t rec[3 * MT_VARINT_MAX], *p = rec;
-    p = mt__put_varint(p, atomic_load_explicit(&mt__g.seq, memory_order_seq_cst) + 1);
-    p = mt__put_varint(p, mt__now_ns() - mt__g.start_ns);
+    p = mt__put_varint(p, seq);
+    p = mt__put_varint(p, ns);
     p = mt__put_varint(p, rss);
     pthread_mutex_lock(&mt__g.defs_lock);
     mt__def_put_unlocked(MT_DEF_TICK, rec, (size_t)(p - rec));
@@ -294,7 +345,14 @@ static void *writer_main(void *arg)
         if (stopping)
             break;
 
-        sample_rss();
+        if (mt__g.aggregate) {
+            pthread_mutex_lock(&mt__g.round_lock);
+            if (!mt__g.finished)
+                sample_rss();
+            pthread_mutex_unlock(&mt__g.round_lock);
+        } else {
+            sample_rss();
+        }
         uint64_t now = mt__now_ns();
         if (kicked || now - last_round >= MT_ROUND_MS * 1000000ull) {
             pthread_mutex_lock(&mt__g.round_lock);
@@ -364,6 +422,8 @@ static size_t build_header(uint8_t *p0)
     p = mt__hdr_put_bytes(p, MT_HDR_TRACER_VERSION, MT_VERSION_STRING,
                           strlen(MT_VERSION_STRING));
     p = mt__hdr_put_varint(p, MT_HDR_RSS_INTERVAL, mt__g.rss_interval_ms);
+    if (mt__g.aggregate)
+        p = mt__hdr_put_varint(p, MT_HDR_CHECKPOINT_INTERVAL, mt__g.checkpoint_ms);
     if (mt__g.pid != mt__g.root_pid)
         p = mt__hdr_put_varint(p, MT_HDR_PARENT_PID, (uint64_t)getppid());
     return (size_t)(p - p0);
@@ -395,9 +455,22 @@ int mt__writer_start(const char *path, int create_excl)
     raw_len = 0;
 
     static uint8_t hdr[MT_FILE_HEADER_SIZE + (40 << 10)];
+    if (mt__g.aggregate) {
+        if (!mt__g.checkpoint_ms)
+            mt__g.checkpoint_ms = MT_CHECKPOINT_MS;
+        pthread_mutex_lock(&mt__g.round_lock);
+        int rc = mt__agg_start_unlocked();
+        pthread_mutex_unlock(&mt__g.round_lock);
+        if (rc) {
+            close(fd);
+            mt__g.fd = -1;
+            return rc;
+        }
+    }
     size_t plen = build_header(hdr + MT_FILE_HEADER_SIZE);
     mt__file_header(hdr, MT_FLAG_NATIVE_STACKS |
-                             (mt__g.follow_fork ? MT_FLAG_FOLLOW_FORK : 0),
+                             (mt__g.follow_fork ? MT_FLAG_FOLLOW_FORK : 0) |
+                             (mt__g.aggregate ? MT_FLAG_AGGREGATE : 0),
                     (uint32_t)plen);
     write_all(hdr, MT_FILE_HEADER_SIZE + plen);
     if (mt__g.write_error) {
@@ -446,13 +519,24 @@ void mt__writer_finish(void)
     p = mt__put_varint(p, mt__now_ns() - mt__g.start_ns);
     p = mt__put_varint(p, peak_rss);
     p = mt__put_varint(p, atomic_load(&mt__g.seq));
-    p = mt__put_varint(p, mt__g.write_error ? MT_TRAILER_EVENTS_LOST : 0);
-    pthread_mutex_lock(&mt__g.defs_lock);
-    mt__def_put_unlocked(MT_DEF_TRAILER, rec, (size_t)(p - rec));
-    pthread_mutex_unlock(&mt__g.defs_lock);
+    /* With --aggregate, a replay that failed stopped the totals early. */
+    int lost = mt__g.write_error ||
+               (mt__g.aggregate && !mt__agg_active_unlocked());
+    p = mt__put_varint(p, lost ? MT_TRAILER_EVENTS_LOST : 0);
+    if (mt__g.aggregate) {
+        uint8_t *e = mt__put_def_header(agg_trailer, MT_DEF_TRAILER,
+                                        (size_t)(p - rec));
+        memcpy(e, rec, (size_t)(p - rec));
+        agg_trailer_len = (size_t)(e + (p - rec) - agg_trailer);
+    } else {
+        pthread_mutex_lock(&mt__g.defs_lock);
+        mt__def_put_unlocked(MT_DEF_TRAILER, rec, (size_t)(p - rec));
+        pthread_mutex_unlock(&mt__g.defs_lock);
+    }
     do_round(1);
     close(mt__g.fd);
     mt__g.fd = -1;
+    mt__agg_stop_unlocked();
     /* A process may record many sessions (memtrace.Tracker, once per test
      * under the pytest plugin): each one's descriptor and compression
      * context go with it, or they pile up until open(2) fails. */
@@ -481,6 +565,42 @@ static size_t put_section_at(size_t at, unsigned type, uint64_t thread,
     return (size_t)(p + idx_len + len - mt__g.raw);
 }
 
+/* --aggregate, in a fatal-signal handler: the replay allocates, so the
+ * events since the last round stay out, but the totals as of that round
+ * (at most one round old, fresher than the last checkpoint) are written
+ * as one more checkpoint, if it fits in the block buffers as they are. */
+static int emergency_overflow; /* round_lock */
+
+static void emit_emergency(const uint8_t *defs, size_t len)
+{
+    if (!len || emergency_overflow)
+        return;
+    if (raw_len + 1 + MT_VARINT_MAX + len > mt__g.raw_cap) {
+        emergency_overflow = 1;
+        return;
+    }
+    uint8_t *p = mt__put_section_header(mt__g.raw + raw_len, MT_SEC_DEFS, len);
+    memcpy(p, defs, len);
+    raw_len = (size_t)(p + len - mt__g.raw);
+}
+
+static void emergency_checkpoint(void)
+{
+    if (!mt__agg_active_unlocked() || !mt__g.raw || !mt__g.out)
+        return;
+    raw_len = 0; /* no round is under way: round_lock was free */
+    emergency_overflow = 0;
+    mt__agg_checkpoint_unlocked(emit_emergency);
+    if (!emergency_overflow && raw_len &&
+        mt__block_bound(raw_len) <= mt__g.out_cap) {
+        long n = mt__block_compress(mt__g.raw, raw_len, mt__g.out,
+                                    mt__g.out_cap, mt__g.cctx);
+        if (n > 0)
+            write_all(mt__g.out, (size_t)n);
+    }
+    raw_len = 0;
+}
+
 void mt__writer_emergency(void)
 {
     /* Runs in a fatal-signal handler: it takes only locks that are free
@@ -490,6 +610,11 @@ void mt__writer_emergency(void)
      * before the definitions they use, which are written before them. */
     if (mt__g.fd < 0 || mt__g.finished || pthread_mutex_trylock(&mt__g.round_lock))
         return;
+    if (mt__g.aggregate) {
+        emergency_checkpoint();
+        pthread_mutex_unlock(&mt__g.round_lock);
+        return;
+    }
     size_t cap = mt__g.raw_cap, half = cap / 2, ev = half;
     const size_t room = 1 + 2 * MT_VARINT_MAX;
     if (!mt__g.raw || !mt__g.out || cap < 4 * MT_BUFFER_SIZE ||

@@ -24,7 +24,9 @@ typedef struct mt_capture_s mt_capture_t;
 /* What to compute. Zero-initialise and set what you need. */
 typedef struct mt_load_opts_s {
     /* An allocation freed before more than this many other allocations were
-     * made is "temporary". 0 means the default, 1. */
+     * made is "temporary". 0 means the default, 1. An aggregate capture
+     * keeps the counts of the threshold it was recorded with, whatever this
+     * says (mt_totals_t.temporary_threshold tells which). */
     uint64_t temporary_threshold;
     /* Print a progress line on stderr for reads longer than a second. */
     int progress;
@@ -82,6 +84,12 @@ typedef struct mt_totals_s {
     int events_lost;              /* the tracer stopped early */
     mt_amount_t by_allocator[MT_ALLOCATOR_COUNT]; /* allocations per kind */
     uint64_t size_histogram[65];  /* [k]: sizes with bit length k (0 -> [0]) */
+    uint64_t temporary_threshold; /* what `temporary` was counted with */
+    /* Aggregate captures (MT_FLAG_AGGREGATE in the header's flags, `memtrace
+     * run --aggregate`) hold no events: every number above and the node
+     * statistics come from the last complete checkpoint. */
+    uint64_t checkpoints;         /* complete checkpoints read (0: none) */
+    uint64_t checkpoint_ns;       /* time of the one used, since start */
 } mt_totals_t;
 
 /* One point of the heap/RSS timeline (one per RSS sampling tick). */

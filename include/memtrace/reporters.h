@@ -217,6 +217,19 @@ MT_EXTERN int mt_report_table(FILE *out, mt_capture_t *cap,
 MT_EXTERN int mt_report_folded(FILE *out, mt_capture_t *cap, mt_view_t view);
 MT_EXTERN int mt_report_csv(FILE *out, mt_capture_t *cap);
 
+/* speedscope (reporters/export_speedscope.c): speedscope's JSON file format,
+ * four sampled profiles over one frame list: live bytes and allocations in
+ * view (MT_VIEW_PEAK or MT_VIEW_LEAKS; the profile shown first), and bytes
+ * and allocations over the whole run. Returns 0 or MT_E*. */
+MT_EXTERN int mt_report_speedscope(FILE *out, mt_capture_t *cap,
+                                   mt_view_t view);
+
+/* pprof (reporters/export_pprof.c): a gzipped profile.proto with Go's heap
+ * sample types: alloc_objects, alloc_space (the whole run), inuse_objects,
+ * inuse_space (live in view, the default type). Binary: out should be a
+ * file. Returns 0 or MT_E*. */
+MT_EXTERN int mt_report_pprof(FILE *out, mt_capture_t *cap, mt_view_t view);
+
 /* ---- Diff (reporters/diff.c) ------------------------------------------------
  * Sites of two captures matched by location (function, file, line): size,
  * size change, count, count change, average, new and vanished sites, the

@@ -110,6 +110,9 @@ typedef struct mt_tracer_opts_s {
     int follow_fork;          /* children write path.<pid> */
     int force;                /* overwrite an existing path */
     int quiet;                /* no messages on stderr */
+    int aggregate;            /* per-stack totals and periodic checkpoints
+                                 instead of every event (--aggregate) */
+    unsigned checkpoint_ms;   /* with aggregate: checkpoint interval; 0: 5000 */
 } mt_tracer_opts_t;
 
 /* Returns 0, MT_EEXIST (already tracing, or path exists without force), or

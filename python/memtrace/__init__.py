@@ -55,6 +55,10 @@ class Tracker:
     too, not only the calls that reach the system allocator.
     follow_fork: keep tracing in forked children, each into ``path.<pid>``.
     force: overwrite an existing capture.
+    aggregate: keep per-stack totals in the process instead of recording
+    every event (as ``memtrace run --aggregate``): a small capture whose
+    totals are checkpointed every ``checkpoint_ms`` (default 5000) ms, so
+    that a process killed by the OOM killer still leaves one.
 
     Use it as a context manager, or call start() and stop(). Raises
     FileExistsError when path exists (without force) and Error when this
@@ -62,12 +66,17 @@ class Tracker:
     """
 
     def __init__(self, path, native=False, trace_python_allocators=False,
-                 follow_fork=False, *, force=False, _stack_root=None):
+                 follow_fork=False, *, force=False, aggregate=False,
+                 checkpoint_ms=0, _stack_root=None):
         self.path = os.path.abspath(os.fspath(path))
         self.native = bool(native)
         self.trace_python_allocators = bool(trace_python_allocators)
         self.follow_fork = bool(follow_fork)
         self.force = bool(force)
+        self.aggregate = bool(aggregate)
+        self.checkpoint_ms = int(checkpoint_ms)
+        if not 0 <= self.checkpoint_ms <= 3600000:
+            raise ValueError("checkpoint_ms must be from 0 to 3600000")
         # Internal (the pytest plugin): a code object at which recorded
         # Python stacks stop, leaving out the frame running it and every
         # outer frame (pytest's own, around each test).
@@ -90,6 +99,8 @@ class Tracker:
             _memtrace.start(_find("PRELOAD"), self.path, native=self.native,
                             pyalloc=self.trace_python_allocators,
                             follow_fork=self.follow_fork, force=self.force,
+                            aggregate=self.aggregate,
+                            checkpoint_ms=self.checkpoint_ms,
                             root=self._stack_root)
         except RuntimeError as e:
             raise Error(str(e)) from None

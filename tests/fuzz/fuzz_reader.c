@@ -6,8 +6,9 @@
  * Two kinds of input, so the fuzzer gets past LZ4's content checksum:
  *  - a whole file: an input that starts with the capture magic is written
  *    as it is (exercises the header, block framing, LZ4 and truncation);
- *  - raw blocks: any other input is byte 0 = header flags (bits 0-3) and
- *    "cut" (bit 4: drop the last byte1 bytes of the file), then records of
+ *  - raw blocks: any other input is byte 0 = header flags (bits 0-3),
+ *    "cut" (bit 4: drop the last byte1 bytes of the file) and aggregate
+ *    (bit 5: MT_FLAG_AGGREGATE), then records of
  *    u16 LE length + that many bytes of decompressed block content. The
  *    target writes a valid file header and compresses each record into a
  *    block with mt__block_compress(), so mutations reach the section,
@@ -19,7 +20,8 @@
  * Seeds, tests/fuzz/corpus/*.seed (not .bin, which .gitignore drops): whole
  * files (tiny.seed is the worked example of docs/FORMAT.md; two-threads,
  * python; truncated, header-only, version 2, unknown flag) and raw-*.seed,
- * the same contents in raw-blocks form. scripts/fuzz runs this target. */
+ * the same contents in raw-blocks form (raw-aggregate.seed: two checkpoints,
+ * the second torn). scripts/fuzz runs this target. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,7 +74,7 @@ static size_t mt_fuzz_synthesize(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    unsigned flags = data[0] & MT_FLAGS_KNOWN;
+    unsigned flags = (data[0] & 0x0f) | (data[0] & 0x20 ? MT_FLAG_AGGREGATE : 0);
     int cut = (data[0] & 0x10) != 0;
     size_t cut_len = cut && size > 1 ? data[1] : 0;
     const uint8_t *p = data + 1 + (cut ? 1 : 0), *end = data + size;

@@ -15,6 +15,9 @@
  *   oom             allocate 1 MiB blocks until malloc fails (under a
  *                   RLIMIT_AS set by the test), then free them all
  *   sleep           sleep 1 s (the test removes the capture's directory)
+ *   hold            keep 30 x 40000 bytes, make an 8 MiB peak, print
+ *                   "ready" and wait to be killed (SIGKILL, as the OOM
+ *                   killer does)
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -235,6 +238,26 @@ NOINLINE static int oom(void)
     return 0;
 }
 
+static void *volatile held[30];
+
+/* 30 x malloc(40000) = 1,200,000 bytes, all kept. */
+NOINLINE static void hold_work(void)
+{
+    for (int i = 0; i < 30; i++) {
+        held[i] = malloc(40000);
+        memset(held[i], 1, 40000);
+    }
+}
+
+/* 8 MiB, touched and freed: the peak is hold_work's blocks plus this. */
+NOINLINE static void hold_peak(void)
+{
+    char *p = malloc(8 << 20);
+    memset(p, 1, 8 << 20);
+    sink = p;
+    free(p);
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
@@ -256,6 +279,14 @@ int main(int argc, char **argv)
         return threads16();
     if (!strcmp(mode, "oom"))
         return oom();
+    if (!strcmp(mode, "hold")) {
+        hold_work();
+        hold_peak();
+        puts("ready");
+        fflush(stdout);
+        for (;;)
+            pause();
+    }
     if (!strcmp(mode, "sleep")) {
         before_crash();
         sleep_ms(1000);
