@@ -271,7 +271,10 @@ class PythonTests:
         left = [t for t in last.values() if "statm" in t or t.startswith(self.tmp)]
         self.assertLessEqual(len(left), 0 if "statm" not in str(first) else 1,
                              f"{len(left)} descriptors left open, e.g. {left[-1:]}")
-        self.assertLessEqual(len(last), len(first) + 2, (first, last))
+        # (A library being loaded has a descriptor open for a moment: glibc
+        # loads libgcc_s while the thread exits, which join() may not wait.)
+        lasting = [t for t in last.values() if not re.search(r"\.so(\.|$)", t)]
+        self.assertLessEqual(len(lasting), len(first) + 2, (first, last))
         # The kept bytearrays are 400 MB; the tracer's own growth must stay
         # far below one more megabyte per session.
         kept = sum(1_000_000 + i for i in range(1, n))
