@@ -145,7 +145,6 @@ class _Profiler:
                                                               self.bin_dir)
         self.tmp_dir = None       # made at the first test when not kept
         self.results = []         # one dict per test profiled (see result())
-        self.captures = {}        # nodeid -> capture of the test running
         self.problems = []        # lines for the summary: captures not read
         try:
             from . import _memtrace
@@ -396,8 +395,10 @@ class _Profiler:
         ranked = sorted(self.results, key=lambda r: (-r["peak"], r["nodeid"]))
         shown = ranked if most <= 0 else ranked[:most]
         if shown:
-            tr.write_line(f"The {len(shown)} of {len(ranked)} tests profiled with the "
-                          "highest peak (memory allocated by the test body):")
+            which = (f"All {len(ranked)} tests profiled, highest peak first"
+                     if len(shown) == len(ranked) else
+                     f"The {len(shown)} of {len(ranked)} tests profiled with the highest peak")
+            tr.write_line(f"{which} (memory allocated by the test body):")
             tr.write_line(f"{'peak':>10} {'leaked':>10} {'allocations':>12}  test")
             for r in shown:
                 tr.write_line(f"{format_size(r['peak']):>10} {format_size(r['leaked']):>10} "
