@@ -295,7 +295,11 @@ static void usage(FILE *out)
         fprintf(out, "  %-11s %s%s\n", commands[i].name, commands[i].synopsis,
                 commands[i].fn ? "" : " (not available yet)");
     fputs("\nRun 'memtrace help COMMAND' for a command's options.\n"
-          "Reports exit with status 2 when a capture cannot be read.\n",
+          "Reports exit with status 2 when a capture cannot be read.\n"
+          "\nIn Python: memtrace.Tracker records from inside a program, and\n"
+          "`pytest --memtrace` profiles each test, with the limit_memory and\n"
+          "limit_leaks markers (the package's directory on PYTHONPATH; see\n"
+          "docs/pytest.md).\n",
           out);
 }
 

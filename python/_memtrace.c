@@ -302,26 +302,37 @@ static PyObject *py_attach(PyObject *self, PyObject *args, PyObject *kw)
 PyDoc_STRVAR(start_doc,
 "start(preload, path, native=False, pyalloc=False, follow_fork=False,\n"
 "      force=False, quiet=True, rss_interval_ms=0, aggregate=False,\n"
-"      checkpoint_ms=0)\n--\n\n"
+"      checkpoint_ms=0, root=None)\n--\n\n"
 "Load the tracer (preload: its path) unless present, start writing the\n"
 "capture path and attach the frame walker (aggregate: per-stack totals\n"
-"checkpointed every checkpoint_ms, 0: 5000). Raises FileExistsError when\n"
-"path exists and force is false, RuntimeError when already tracing.");
+"checkpointed every checkpoint_ms, 0: 5000). root: a code object at which\n"
+"stacks stop, as in attach() (the pytest plugin passes the code that calls\n"
+"each test). Raises FileExistsError when path exists and force is false,\n"
+"RuntimeError when already tracing.");
+
+/* The root code object of the running Tracker session (a strong
+ * reference, dropped by stop()), or NULL. GIL. */
+static PyObject *session_root;
 
 static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
 {
     static char *names[] = {"preload", "path", "native", "pyalloc", "follow_fork",
                             "force", "quiet", "rss_interval_ms", "aggregate",
-                            "checkpoint_ms", NULL};
+                            "checkpoint_ms", "root", NULL};
     const char *preload, *path;
     int native = 0, pyalloc = 0, follow_fork = 0, force = 0, quiet = 1;
     int aggregate = 0;
     unsigned int rss = 0, checkpoint = 0;
+    PyObject *root = NULL;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|pppppIpI:start", names, &preload,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "ss|pppppIpIO:start", names, &preload,
                                      &path, &native, &pyalloc, &follow_fork, &force,
-                                     &quiet, &rss, &aggregate, &checkpoint))
+                                     &quiet, &rss, &aggregate, &checkpoint, &root))
         return NULL;
+    if (root == Py_None)
+        root = NULL;
+    if (root && !PyCode_Check(root))
+        return PyErr_Format(PyExc_TypeError, "root must be a code object or None");
     if (session != SESSION_IDLE)
         return PyErr_Format(PyExc_RuntimeError, "memtrace is already tracing this process");
     if (resolve_tracer(preload) != 0)
@@ -351,17 +362,20 @@ static PyObject *py_start(PyObject *self, PyObject *args, PyObject *kw)
         errno = -rc; /* FileExistsError, PermissionError... */
         return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
     }
-    if (attach_walker(native, pyalloc, NULL) != 0) {
+    if (attach_walker(native, pyalloc, root) != 0) {
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
         pymem_unwrap();
         Py_BEGIN_ALLOW_THREADS
         tracer.stop();
         Py_END_ALLOW_THREADS
+        mt__py_set_root(NULL);
         session = SESSION_IDLE;
         PyErr_Restore(type, value, tb);
         return NULL;
     }
+    Py_XINCREF(root); /* the walker compares against it until stop() */
+    session_root = root;
     session = SESSION_TRACING;
     Py_RETURN_NONE;
 }
@@ -384,7 +398,10 @@ static PyObject *py_stop(PyObject *self, PyObject *unused)
     Py_BEGIN_ALLOW_THREADS
     rc = tracer.stop();
     Py_END_ALLOW_THREADS
+    /* The walker only compares code pointers with the root, never reads
+     * it, and tracing is off now: the reference can go. */
     mt__py_set_root(NULL);
+    Py_CLEAR(session_root);
     session = SESSION_IDLE;
     if (rc != 0)
         return PyErr_Format(PyExc_RuntimeError, "memtrace's tracer failed to stop "

@@ -67,7 +67,7 @@ class Tracker:
 
     def __init__(self, path, native=False, trace_python_allocators=False,
                  follow_fork=False, *, force=False, aggregate=False,
-                 checkpoint_ms=0):
+                 checkpoint_ms=0, _stack_root=None):
         self.path = os.path.abspath(os.fspath(path))
         self.native = bool(native)
         self.trace_python_allocators = bool(trace_python_allocators)
@@ -77,6 +77,10 @@ class Tracker:
         self.checkpoint_ms = int(checkpoint_ms)
         if not 0 <= self.checkpoint_ms <= 3600000:
             raise ValueError("checkpoint_ms must be from 0 to 3600000")
+        # Internal (the pytest plugin): a code object at which recorded
+        # Python stacks stop, leaving out the frame running it and every
+        # outer frame (pytest's own, around each test).
+        self._stack_root = _stack_root
         self._running = False
 
     def start(self):
@@ -96,7 +100,8 @@ class Tracker:
                             pyalloc=self.trace_python_allocators,
                             follow_fork=self.follow_fork, force=self.force,
                             aggregate=self.aggregate,
-                            checkpoint_ms=self.checkpoint_ms)
+                            checkpoint_ms=self.checkpoint_ms,
+                            root=self._stack_root)
         except RuntimeError as e:
             raise Error(str(e)) from None
         self._running = True

@@ -253,6 +253,41 @@ class PythonTests:
         self.assertEqual(frames(c["stack"])[:2], [("work", m["ctypes"]),
                                                   ("<module>", m["with"])])
 
+    def test_tracker_many_sessions(self):
+        # One session per test under the pytest plugin: the 400th must work
+        # like the first, and nothing may pile up (each session used to
+        # leave a descriptor and a compression context behind).
+        n = 400
+        file = script("tracker_many.py")
+        line = markers("tracker_many.py")["keep"]
+        cp = subprocess.run([self.PYTHON, file, self.tmp, str(n)], capture_output=True,
+                            text=True, timeout=120, env=base_env(PYTHONPATH=PKG))
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        res = json.loads(cp.stdout)
+        # libunwind opens a pipe pair once, at its first unwind, which may
+        # come in any session (a thread's allocation before the walker is
+        # attached); the tracer's own descriptors must all be closed.
+        first, last = res["fds_first"], res["fds_last"]
+        left = [t for t in last.values() if "statm" in t or t.startswith(self.tmp)]
+        self.assertLessEqual(len(left), 0 if "statm" not in str(first) else 1,
+                             f"{len(left)} descriptors left open, e.g. {left[-1:]}")
+        # (A library being loaded has a descriptor open for a moment: glibc
+        # loads libgcc_s while the thread exits, which join() may not wait.)
+        lasting = [t for t in last.values() if not re.search(r"\.so(\.|$)", t)]
+        self.assertLessEqual(len(lasting), len(first) + 2, (first, last))
+        # The kept bytearrays are 400 MB; the tracer's own growth must stay
+        # far below one more megabyte per session.
+        kept = sum(1_000_000 + i for i in range(1, n))
+        self.assertLess(res["rss_last"] - res["rss_first"] - kept, 64 << 20)
+        for i in (0, 1, n // 2, n - 1):
+            rep = self.report(os.path.join(self.tmp, f"s{i}.bin"), "--leaks")
+            s = find_site(rep, file, line)
+            self.assertIsNotNone(s, (i, json.dumps(rep["top"][:3], indent=1)))
+            # bytearray(n) allocates n + 1 bytes (a trailing NUL).
+            self.assertEqual((s["bytes"], s["count"]), (1_000_001 + i, 1))
+            # Only this session's allocation is at that line.
+            self.assertEqual(line_total(rep, file, line), (1_000_001 + i, 1))
+
     # ---- The launcher: as python would run the program -------------------
 
     def compare(self, args, python_args, action, cwd=PY, env=None, stdin="in\nput\n"):
