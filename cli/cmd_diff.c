@@ -23,6 +23,7 @@ const char mt__diff_help[] =
     "  --top N    number of sites (default 10)\n"
     "  --leaks    memory live at the end instead of at the peak\n"
     "  --json     machine-readable output\n"
+    MT_FILTER_HELP
     "\n"
     "JSON fields: before, after, view, before_bytes, after_bytes, bytes_diff,\n"
     "sites, new_sites, vanished_sites, and top: a list of {site, bytes,\n"
@@ -36,6 +37,7 @@ static const struct option diff_options[] = {
     {"top", required_argument, NULL, OPT_TOP},
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"help", no_argument, NULL, 'h'},
+    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -57,6 +59,11 @@ int mt__cmd_diff(int argc, char **argv)
                 return mt__usage_error(cmd, "--top needs a whole number from 1 "
                                             "to %d, not '%s'", MT_MAX_TOP, optarg);
             break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option(cmd, c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h': mt__command_help(stdout, cmd); return 0;
         default: return mt__bad_option(cmd, c, argv);
         }
@@ -65,7 +72,8 @@ int mt__cmd_diff(int argc, char **argv)
         return mt__usage_error(cmd, argc - optind < 2
                                         ? "needs two captures, BEFORE and AFTER"
                                         : "takes two captures, BEFORE and AFTER");
-    mt_diff_input_t in = {NULL, NULL, argv[optind], argv[optind + 1], view};
+    mt_diff_input_t in = {NULL, NULL, argv[optind], argv[optind + 1], view,
+                          mt__filter()};
     in.before = mt__load_capture(in.before_path, 0);
     if (in.before)
         in.after = mt__load_capture(in.after_path, 0);

@@ -29,7 +29,8 @@ const char mt__export_help[] =
     "options:\n"
     "  -o, --output OUT  write to OUT instead of stdout\n"
     "  -f, --force       overwrite OUT if it exists\n"
-    "  --leaks           folded: memory live at the end instead of the peak\n";
+    "  --leaks           folded: memory live at the end instead of the peak\n"
+    MT_FILTER_HELP;
 
 enum { OPT_FORMAT = 1000, OPT_LEAKS };
 
@@ -39,6 +40,7 @@ static const struct option export_options[] = {
     {"force", no_argument, NULL, 'f'},
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"help", no_argument, NULL, 'h'},
+    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -54,6 +56,11 @@ int mt__cmd_export(int argc, char **argv)
         case 'o': output = optarg; break;
         case 'f': force = 1; break;
         case OPT_LEAKS: leaks = 1; break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option(cmd, c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h': mt__command_help(stdout, cmd); return 0;
         default: return mt__bad_option(cmd, c, argv);
         }
@@ -96,8 +103,9 @@ int mt__cmd_export(int argc, char **argv)
     }
     mt_capture_t *cap = mt__load_capture(path, 0);
     int rc = cap ? (folded ? mt_report_folded(out, cap, leaks ? MT_VIEW_LEAKS
-                                                              : MT_VIEW_PEAK)
-                           : mt_report_csv(out, cap))
+                                                              : MT_VIEW_PEAK,
+                                              mt__filter())
+                           : mt_report_csv(out, cap, mt__filter()))
                  : MT_EINVAL;
     mt_capture_free(cap);
     if (out != stdout && fclose(out) != 0 && rc == 0)

@@ -45,7 +45,8 @@ const char mt__flamegraph_help[] =
     "             checkbox for it\n"
     "  --native, --no-native  start with native frames shown (the default)\n"
     "             or hidden, for captures with Python and native frames;\n"
-    "             the page has a checkbox for it\n";
+    "             the page has a checkbox for it\n"
+    MT_FILTER_HELP;
 
 
 /* Writes the page to a temporary file beside out and renames it, so that
@@ -95,6 +96,7 @@ static const struct option fg_options[] = {
     {"hide-imports", no_argument, NULL, OPT_HIDE_IMPORTS},
     {"native", no_argument, NULL, OPT_NATIVE},
     {"no-native", no_argument, NULL, OPT_NO_NATIVE},
+    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -137,6 +139,11 @@ int mt__cmd_flamegraph(int argc, char **argv)
         case OPT_NO_NATIVE:
             opts.hide_native = 1;
             break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option(cmd, c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h':
             mt__command_help(stdout, cmd);
             return 0;
@@ -147,6 +154,7 @@ int mt__cmd_flamegraph(int argc, char **argv)
     if (leaks && temporary)
         return mt__usage_error(cmd, "give --leaks or --temporary-allocations, "
                                     "not both");
+    opts.filter = mt__filter();
     opts.view = leaks ? MT_VIEW_LEAKS
                       : temporary ? MT_VIEW_TEMPORARY : MT_VIEW_PEAK;
     if (optind >= argc)

@@ -102,6 +102,7 @@ int mt__cmd_tree(int argc, char **argv)
         {"top", required_argument, NULL, OPT_TOP},
         {"leaks", no_argument, NULL, OPT_LEAKS},
         {"help", no_argument, NULL, 'h'},
+        MT_FILTER_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     mt_tree_opts_t opts;
@@ -124,6 +125,11 @@ int mt__cmd_tree(int argc, char **argv)
         case OPT_LEAKS:
             opts.view = MT_VIEW_LEAKS;
             break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option("tree", c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h':
             mt__command_help(stdout, "tree");
             return 0;
@@ -135,6 +141,7 @@ int mt__cmd_tree(int argc, char **argv)
     const char *path = one_file("tree", argc, argv, &status);
     if (!path)
         return status;
+    opts.filter = mt__filter();
     opts.width = terminal_width();
     opts.ascii = !locale_is_utf8();
     mt_capture_t *cap = mt__load_capture(path, 0);
@@ -216,6 +223,7 @@ int mt__cmd_table(int argc, char **argv)
         {"force", no_argument, NULL, 'f'},
         {"leaks", no_argument, NULL, OPT_LEAKS},
         {"help", no_argument, NULL, 'h'},
+        MT_FILTER_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     mt_table_opts_t opts;
@@ -238,6 +246,11 @@ int mt__cmd_table(int argc, char **argv)
         case OPT_LEAKS:
             opts.view = MT_VIEW_LEAKS;
             break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option("table", c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h':
             mt__command_help(stdout, "table");
             return 0;
@@ -245,6 +258,7 @@ int mt__cmd_table(int argc, char **argv)
             return mt__bad_option("table", c, argv);
         }
     }
+    opts.filter = mt__filter();
     int status = 0;
     const char *path = one_file("table", argc, argv, &status);
     if (!path)

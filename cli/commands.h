@@ -51,6 +51,26 @@ int mt__parse_threshold(const char *arg, uint64_t *out);
  * memtrace-KIND-NAME.html beside it (cli/cmd_read.c). malloc'd, or NULL. */
 char *mt__default_html(const char *capture, const char *kind);
 
+/* --include GLOB / --exclude GLOB, which every reading command takes:
+ * put MT_FILTER_OPTIONS in its getopt_long table and hand MT_OPT_INCLUDE
+ * and MT_OPT_EXCLUDE to mt__filter_option, which returns 0, or prints the
+ * usage error and returns MT_EXIT_USAGE. mt__filter() is what they built
+ * (NULL when none was given; it lives until the process ends). One
+ * command runs per process. (cli/cmd_read.c) */
+enum { MT_OPT_INCLUDE = 900, MT_OPT_EXCLUDE };
+#define MT_FILTER_OPTIONS                                                      \
+    {"include", required_argument, NULL, MT_OPT_INCLUDE},                      \
+    {"exclude", required_argument, NULL, MT_OPT_EXCLUDE}
+struct mt_filter_s;
+int mt__filter_option(const char *cmd, int c, const char *arg);
+const struct mt_filter_s *mt__filter(void);
+/* The help text of the two options, for every reading command's help. */
+#define MT_FILTER_HELP                                                         \
+    "  --include GLOB  only allocations with a frame in a file or shared\n"  \
+    "             object matching GLOB (repeatable: any of them)\n"           \
+    "  --exclude GLOB  leave out allocations whose site (the location listed)\n" \
+    "             is in a file or shared object matching GLOB (repeatable)\n"
+
 /* Parses a --top count (1 to MT_MAX_TOP) into *out. Returns 0 or -1. */
 #define MT_MAX_TOP 1000000
 int mt__parse_top(const char *arg, size_t *out);

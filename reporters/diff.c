@@ -209,9 +209,10 @@ int mt_report_diff(FILE *out, const mt_diff_input_t *in, const mt_report_opts_t 
 {
     mt_view_t view = in->view == MT_VIEW_LEAKS ? MT_VIEW_LEAKS : MT_VIEW_PEAK;
     mt_sites_t *before = NULL, *after = NULL;
-    int rc = mt_sites_build(in->before, view, &before);
+    mt_sites_opts_t o = {view, in->filter, NULL, NULL};
+    int rc = mt_sites_build_opts(in->before, &o, &before);
     if (!rc)
-        rc = mt_sites_build(in->after, view, &after);
+        rc = mt_sites_build_opts(in->after, &o, &after);
     size_t n = 0;
     diff_row_t *rows = rc ? NULL : merge_sites(before, after, &n);
     if (!rc && !rows)

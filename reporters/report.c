@@ -10,6 +10,8 @@
  *    "complete": bool, "warning": str|null,
  *    "view_bytes": int, "view_allocations": int,   (all sites together)
  *    "sites": int,                                 (number of sites)
+ *    "filter": {"include": [str], "exclude": [str]}|null,
+ *    "filtered_bytes": int, "filtered_allocations": int, (left out by it)
  *    "top": [{"bytes": int, "count": int,
  *             "site": {"function","file","line","module"},
  *             "stack": [{"function","file","line","module"}, ...],
@@ -62,6 +64,7 @@ static void report_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites,
     mt__json_uint(&j, all.count);
     mt__json_key(&j, "sites");
     mt__json_uint(&j, mt_sites_count(sites));
+    mt__json_filter_fields(&j, sites);
     mt__json_key(&j, "top");
     mt__json_site_list(&j, sites, top);
     mt__json_end_object(&j);
@@ -81,10 +84,12 @@ static void report_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites,
             mt__plural(t->current_count, "allocation", "allocations"));
     fprintf(out, "Peak memory: %s\n",
             mt_format_size(t->peak_bytes, a, sizeof a));
-    fprintf(out, "Total allocated: %s in %" PRIu64 " %s\n\n",
+    fprintf(out, "Total allocated: %s in %" PRIu64 " %s\n",
             mt_format_size(t->total_bytes_allocated, a, sizeof a),
             t->total_allocations,
             mt__plural(t->total_allocations, "allocation", "allocations"));
+    mt__text_filter(out, sites);
+    fputc('\n', out);
 
     const char *when = view_words(view);
     size_t count = mt_sites_count(sites);
@@ -123,7 +128,8 @@ int mt_report_top(FILE *out, mt_capture_t *cap, const mt_report_opts_t *opts)
                                                              : MT_VIEW_PEAK;
     size_t top = opts && opts->top ? opts->top : MT_REPORT_DEFAULT_TOP;
     mt_sites_t *sites;
-    int rc = mt_sites_build(cap, view, &sites);
+    mt_sites_opts_t o = {view, opts ? opts->filter : NULL, NULL, NULL};
+    int rc = mt_sites_build_opts(cap, &o, &sites);
     if (rc)
         return rc;
     mt_amount_t all = {0, 0};

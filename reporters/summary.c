@@ -11,6 +11,8 @@
  *    "peak_rss_bytes": int, "threads": int, "native": bool,
  *    "python_version": str|null, "complete": bool, "events_lost": bool,
  *    "warning": str|null,
+ *    "filter": {"include": [str], "exclude": [str]}|null,
+ *    "filtered_bytes": int, "filtered_allocations": int,
  *    "top": [site entry as in `memtrace report`, at most 5]}
  * "native" is true when the stacks are native (header flag
  * MT_FLAG_NATIVE_STACKS); "complete" when the capture ends with its
@@ -67,6 +69,7 @@ static void summary_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     mt__json_bool(&j, t->events_lost);
     mt__json_key(&j, "warning");
     mt__json_string(&j, mt_capture_warning(cap));
+    mt__json_filter_fields(&j, sites);
     mt__json_key(&j, "top");
     mt__json_site_list(&j, sites, MT_SUMMARY_TOP);
     mt__json_end_object(&j);
@@ -125,6 +128,7 @@ static void summary_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     if (t->events_lost)
         fputs("Note: the tracer stopped early; some events are missing.\n",
               out);
+    mt__text_filter(out, sites);
 
     size_t n = mt_sites_count(sites);
     if (n == 0) {
