@@ -14,6 +14,7 @@ int main(void)
     srunner_add_suite(sr, mt_test_symbolize_suite());
     srunner_add_suite(sr, mt_test_reporters_suite());
     srunner_add_suite(sr, mt_test_flamegraph_suite());
+    srunner_add_suite(sr, mt_test_filter_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

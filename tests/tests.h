@@ -11,3 +11,4 @@ Suite *mt_test_reporters_suite(void);
 Suite *mt_test_flamegraph_suite(void);
 
 #endif
+Suite *mt_test_filter_suite(void);
