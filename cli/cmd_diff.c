@@ -10,6 +10,7 @@
 
 const char mt__diff_help[] =
     "usage: memtrace diff BEFORE.bin AFTER.bin [--top N] [--leaks] [--json]\n"
+    "                     [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "The allocation sites whose live memory changed most between two\n"
     "captures, matched by location (function, file and line, never by\n"

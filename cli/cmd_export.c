@@ -13,6 +13,7 @@
 
 const char mt__export_help[] =
     "usage: memtrace export FILE --format folded|csv [-o OUT] [-f] [--leaks]\n"
+    "                       [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "The capture in another tool's format, on stdout unless -o is given.\n"
     "\n"

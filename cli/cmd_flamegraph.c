@@ -19,6 +19,7 @@ const char mt__flamegraph_help[] =
     "usage: memtrace flamegraph FILE [-o OUT.html] [-f]\n"
     "                           [--leaks | --temporary-allocations]\n"
     "                           [--hide-imports] [--native | --no-native]\n"
+    "                           [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "Writes an HTML flame graph of the capture: one self-contained page (no\n"
     "network access) with the traced heap and RSS over time, the\n"

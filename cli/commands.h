@@ -66,10 +66,18 @@ int mt__filter_option(const char *cmd, int c, const char *arg);
 const struct mt_filter_s *mt__filter(void);
 /* The help text of the two options, for every reading command's help. */
 #define MT_FILTER_HELP                                                         \
-    "  --include GLOB  only allocations with a frame in a file or shared\n"  \
-    "             object matching GLOB (repeatable: any of them)\n"           \
-    "  --exclude GLOB  leave out allocations whose site (the location listed)\n" \
-    "             is in a file or shared object matching GLOB (repeatable)\n"
+    "  --include GLOB  only allocations whose stack has a frame in a file or\n" \
+    "             shared object matching GLOB: the memory your code caused,\n" \
+    "             libraries' allocations for it included (repeatable: any)\n" \
+    "  --exclude GLOB  leave out allocations whose site (the location the\n"  \
+    "             report lists) matches GLOB, whoever called it: --exclude\n" \
+    "             'site-packages/*' drops what installed packages allocated\n" \
+    "             but keeps your code's allocations when a framework or test\n" \
+    "             runner called it (repeatable: any)\n"                       \
+    "             GLOB is an fnmatch pattern whose '*' also matches '/';\n"   \
+    "             unless it starts with '/' it matches any tail of the path:\n" \
+    "             'myproj/*', 'db.py', 'libz.so*'. memtrace's own frames (its\n" \
+    "             launcher, package and preload library) are never shown.\n"
 
 /* Parses a --top count (1 to MT_MAX_TOP) into *out. Returns 0 or -1. */
 #define MT_MAX_TOP 1000000

@@ -19,22 +19,26 @@ typedef struct mt_command_s {
 } mt_command_t;
 
 static const char summary_help[] =
-    "usage: memtrace summary FILE [--json]\n"
+    "usage: memtrace summary FILE [--json] [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "Peak and current heap, totals, and the top 5 locations at the peak.\n"
     "\n"
     "options:\n"
     "  --json     machine-readable output\n"
+    MT_FILTER_HELP
     "\n"
     "JSON fields: capture, pid, command, peak_bytes, peak_time_s,\n"
     "current_bytes, current_allocations, total_allocations, total_frees,\n"
     "unmatched_frees, total_bytes_allocated, duration_s, peak_rss_bytes,\n"
     "threads, native, python_version (or null), complete, events_lost,\n"
-    "warning (or null), top (site entries as in `memtrace report`).\n";
+    "warning (or null), filter ({include, exclude} or null),\n"
+    "filtered_bytes, filtered_allocations (left out by the filter), top\n"
+    "(site entries as in `memtrace report`).\n";
 
 static const char report_help[] =
     "usage: memtrace report FILE [--top N] [--leaks | --all-allocations |\n"
     "                             --temporary-allocations] [--json]\n"
+    "                             [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "The heap's current and peak size, then the top N allocation sites\n"
     "with the heaviest traceback of each. Without --leaks: the memory live\n"
@@ -54,34 +58,40 @@ static const char report_help[] =
     "             (512MB, 1.5GiB, 1000000: K/M/G are powers of 1000, KiB/MiB/\n"
     "             GiB of 1024), for CI jobs with a memory budget\n"
     "  --json     machine-readable output\n"
+    MT_FILTER_HELP
     "\n"
     "JSON fields: capture, view (\"peak\", \"leaks\", \"all\" or\n"
     "\"temporary\"), current_bytes,\n"
     "current_allocations, peak_bytes, total_allocations,\n"
     "total_bytes_allocated, complete, warning, view_bytes,\n"
-    "view_allocations, sites (how many), and top: a list of\n"
+    "view_allocations, sites (how many), filter ({include, exclude} or\n"
+    "null), filtered_bytes, filtered_allocations, and top: a list of\n"
     "{bytes, count, site, stack, stack_truncated} where site and each stack\n"
     "entry are {function, file, line, module} and stack is innermost first.\n";
 
 static const char stats_help[] =
-    "usage: memtrace stats FILE [--json]\n"
+    "usage: memtrace stats FILE [--json] [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "Counts of allocations and frees, allocations per allocator, the size\n"
     "histogram (power-of-two buckets), and the top 5 sites by bytes\n"
-    "allocated and by number of allocations over the whole run.\n"
+    "allocated and by number of allocations over the whole run. The\n"
+    "filters apply to the sites; the counts are the whole run's.\n"
     "\n"
     "options:\n"
     "  --json     machine-readable output\n"
+    MT_FILTER_HELP
     "\n"
     "JSON fields: capture, total_allocations, total_frees, unmatched_frees,\n"
     "total_bytes_allocated, peak_bytes, current_bytes, current_allocations,\n"
     "duration_s, by_allocator ({NAME: {count, bytes}} for every allocator),\n"
     "size_histogram ([{min, max, count}], non-empty buckets, bounds\n"
-    "inclusive), top_by_bytes and top_by_count (site entries as in\n"
+    "inclusive), filter, filtered_bytes, filtered_allocations,\n"
+    "top_by_bytes and top_by_count (site entries as in\n"
     "`memtrace report`).\n";
 
 static const char tree_help[] =
     "usage: memtrace tree FILE [--leaks] [--top N] [--json]\n"
+    "                          [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "The biggest stacks as a call tree: the root holds all memory live at\n"
     "the high-water mark (with --leaks: live when tracing ended), each\n"
@@ -101,6 +111,7 @@ static const char tree_help[] =
     "  --top N    number of leaf stacks shown (default 10)\n"
     "  --leaks    memory live at the end instead of at the peak\n"
     "  --json     the same tree as nested JSON objects\n"
+    MT_FILTER_HELP
     "\n"
     "JSON fields: capture, view (\"peak\" or \"leaks\"), complete, warning\n"
     "(or null), bytes, count, stacks, shown_stacks, other_stacks,\n"
@@ -112,6 +123,7 @@ static const char tree_help[] =
 
 static const char table_help[] =
     "usage: memtrace table FILE [-o OUT.html] [-f] [--leaks]\n"
+    "                           [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "Writes an HTML page with one row per allocation site: bytes, share,\n"
     "number of allocations, average size, function, file:line and module,\n"
@@ -127,12 +139,14 @@ static const char table_help[] =
     "             the capture's file name without \".bin\"\n"
     "  -f, --force  overwrite OUT.html if it exists\n"
     "  --leaks    memory live at the end instead of at the peak\n"
+    MT_FILTER_HELP
     "\n"
     "Prints \"Wrote OUT.html\". The page holds the 5000 largest sites; the\n"
     "rest are summed up. It embeds its data as JSON in\n"
     "<script type=\"application/json\" id=\"memtrace-data\">: capture,\n"
     "command, view, view_words, bytes, count, peak_bytes, current_bytes,\n"
-    "total_allocations, total_bytes_allocated, complete, warning,\n"
+    "total_allocations, total_bytes_allocated, complete, warning, filter,\n"
+    "filtered_bytes, filtered_allocations,\n"
     "sites_total, omitted_sites, omitted_bytes, omitted_count, and\n"
     "sites: [{bytes, count, function, file, line, module, stack:\n"
     "[{function, file, line, module, inlined}...], stack_truncated}]\n"

@@ -7,7 +7,9 @@
  * expanded into frames of their own), and nodes whose paths from the root
  * read the same (function, file, line) frames are merged. The allocator's
  * own frames at the leaf end of a stack are dropped, so memory lands on the
- * code that asked for it. Import-time frames are flagged here; the page
+ * code that asked for it; memtrace's own frames are never shown (frames
+ * come through reporters/stacks.h), and a filter (mt_filter_t) keeps the
+ * allocations it selects. Import-time frames are flagged here; the page
  * hides them, and native frames, on request.
  *
  * Data embedded in the page (JSON, inside <script type="application/json">,
@@ -18,6 +20,7 @@
  *    "current_bytes": int, "duration_ns": int, "peak_rss_bytes": int,
  *    "total_allocations": int, "python": bool, "native": bool,
  *    "hide_imports": bool, "hide_native": bool, "warning": str|null,
+ *    "filter": {"include": [str], "exclude": [str]}|null,
  *    "threshold": float, "merged": int,
  *    "samples": [[time_ns, heap_bytes, rss_bytes], ...],
  *    "strings": [str, ...],
