@@ -12,6 +12,8 @@
  * JSON shape:
  *   {"capture": str, "view": "peak"|"leaks"|"all"|"temporary",
  *    "complete": bool, "warning": str|null,
+ *    "filtered_bytes": int, "filtered_allocations": int, (left out by the
+ *                                                        filter)
  *    "bytes": int, "count": int,       (everything in the view)
  *    "stacks": int, "shown_stacks": int,
  *    "other_stacks": int, "other_bytes": int, "other_count": int,
@@ -671,6 +673,8 @@ static int tree_text(FILE *out, const tree_t *t, mt_view_t view,
              root->total.count,
              mt__plural(root->total.count, "allocation", "allocations"));
     put_text_line(&r, line);
+    if (t->sites)
+        mt__text_filter(out, t->sites);
     if (t->stacks == 0)
         return 0;
     if (t->stacks == 1)
@@ -756,6 +760,11 @@ static void tree_json(FILE *out, const tree_t *t, mt_capture_t *cap,
         json_str(out, "warning", mt_capture_warning(cap));
     else
         fputs("\"warning\": null", out);
+    mt_amount_t left = t->sites ? mt_sites_filtered_out(t->sites)
+                                : (mt_amount_t){0, 0};
+    fprintf(out, ",\n  \"filtered_bytes\": %" PRIu64
+                 ",\n  \"filtered_allocations\": %" PRIu64,
+            left.bytes, left.count);
     fprintf(out,
             ",\n  \"bytes\": %" PRIu64 ",\n  \"count\": %" PRIu64
             ",\n  \"stacks\": %zu,\n  \"shown_stacks\": %zu"
