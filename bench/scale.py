@@ -24,7 +24,9 @@ import time
 
 
 def measured(cmd):
-    """Runs cmd; returns (wall seconds, peak RSS bytes) of that child."""
+    """Runs cmd; returns (wall seconds, peak RSS bytes, CPU seconds: user
+    + system) of that child. On a shared machine the CPU time says more
+    than the wall time, which includes waiting for a core."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -35,7 +37,7 @@ def measured(cmd):
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {err}")
-    return wall, usage.ru_maxrss * 1024  # Linux: KiB
+    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def record(memtrace, stress, threads, events, path):
@@ -84,36 +86,58 @@ def main():
                     ("summary", [memtrace, "summary", cap]),
                     ("flamegraph", [memtrace, "flamegraph", "-f", "-o", html,
                                     cap])):
-                wall, rss = measured(cmd)
+                res = measured(cmd)
                 old = best.get(name)
-                if old is None or wall < old[0]:
-                    best[name] = (wall, rss)
+                if old is None or res[0] < old[0]:
+                    best[name] = res
         rows.append((events, pairs, rec_s, size, best,
                      os.path.getsize(html)))
 
     print(f"tests/progs/stress, {args.threads} threads of malloc(32)/free "
-          f"pairs; fastest of {args.rounds}; peak RSS of the reading process\n")
-    print("| events | record s | capture | bytes/pair | summary s | summary "
-          "peak RSS | flamegraph s | flamegraph peak RSS | HTML | summary "
-          "events/s |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          f"pairs; fastest of {args.rounds} by wall time; peak RSS and CPU "
+          f"time (user + system) of the reading process\n")
+    print("| events | record s | capture | bytes/pair | summary wall s | "
+          "summary CPU s | summary peak RSS | flamegraph wall s | flamegraph "
+          "CPU s | flamegraph peak RSS | HTML |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for events, pairs, rec_s, size, best, html in rows:
-        s_wall, s_rss = best["summary"]
-        f_wall, f_rss = best["flamegraph"]
+        s_wall, s_rss, s_cpu = best["summary"]
+        f_wall, f_rss, f_cpu = best["flamegraph"]
         print(f"| {events:,} | {rec_s:.2f} | {fmt_size(size)} | "
-              f"{size / pairs:.4f} | {s_wall:.3f} | {fmt_size(s_rss)} | "
-              f"{f_wall:.3f} | {fmt_size(f_rss)} | {fmt_size(html)} | "
-              f"{events / s_wall / 1e6:.1f} M |")
+              f"{size / pairs:.4f} | {s_wall:.3f} | {s_cpu:.3f} | "
+              f"{fmt_size(s_rss)} | {f_wall:.3f} | {f_cpu:.3f} | "
+              f"{fmt_size(f_rss)} | {fmt_size(html)} |")
+
+    # Distinct stacks rather than events: the fixture of a million stacks.
+    fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                           "tests", "fixtures", "million-stacks.bin")
+    if os.path.exists(fixture):
+        html = os.path.join(tmp, "million-stacks.html")
+        best = {}
+        for _ in range(args.rounds):
+            for name, cmd in (
+                    ("summary", [memtrace, "summary", fixture]),
+                    ("flamegraph", [memtrace, "flamegraph", "-f", "-o", html,
+                                    fixture])):
+                res = measured(cmd)
+                if name not in best or res[0] < best[name][0]:
+                    best[name] = res
+        s, f = best["summary"], best["flamegraph"]
+        print(f"\ntests/fixtures/million-stacks.bin (1,000,000 distinct "
+              f"stacks, one malloc each): summary {s[0]:.3f} s wall, "
+              f"{s[2]:.3f} s CPU, peak RSS {fmt_size(s[1])}; flamegraph "
+              f"{f[0]:.3f} s wall, {f[2]:.3f} s CPU, peak RSS "
+              f"{fmt_size(f[1])}, HTML {fmt_size(os.path.getsize(html))}")
 
     if args.billion:
         events = 1_000_000_000
         cap = os.path.join(tmp, "stress-1e9.bin")
         pairs, rec_s = record(memtrace, stress, args.threads, events, cap)
-        wall, rss = measured([memtrace, "summary", cap])
+        wall, rss, cpu = measured([memtrace, "summary", cap])
         print(f"\n1,000,000,000 events: recorded in {rec_s:.1f} s, capture "
               f"{fmt_size(os.path.getsize(cap))}; `memtrace summary` "
-              f"{wall:.1f} s ({events / wall / 1e6:.1f} M events/s), peak RSS "
-              f"{fmt_size(rss)}")
+              f"{wall:.1f} s wall ({events / wall / 1e6:.1f} M events/s), "
+              f"{cpu:.1f} s CPU, peak RSS {fmt_size(rss)}")
         os.unlink(cap)
 
     if not args.keep:
