@@ -111,7 +111,8 @@ typedef size_t (*mt_frames_fn)(void *ctx, uint32_t node, mt_frame_t *frames,
 
 /* One site: where allocations were made, with the amounts of one view.
  * The site is the innermost Python frame of a stack, or, when it has none,
- * its innermost frame outside the allocator (mt_frame_is_allocator). A stack
+ * its innermost frame outside the allocator (mt_frame_is_allocator);
+ * memtrace's own frames are never sites (mt_frame_is_memtrace). A stack
  * with no frame at all (node 0) belongs to the site "<unknown>". */
 typedef struct mt_site_s {
     mt_frame_t frame;          /* strings owned by the mt_sites_t */
@@ -175,7 +176,8 @@ MT_EXTERN size_t mt_sites_of_node(const mt_sites_t *sites, uint32_t node);
 
 /* The stack of node, innermost first, into frames[0, max): the frames of
  * node, then of its parent, up to the root, with the innermost frames that
- * are inside the allocator left out. Returns the number written; sets
+ * are inside the allocator left out, and memtrace's own frames too (see
+ * mt_frame_is_memtrace). Returns the number written; sets
  * *truncated (when not NULL) to 1 when the stack had more than max frames.
  * Frame strings are owned by the capture (or the test's symbolizer). */
 MT_EXTERN size_t mt_sites_stack(mt_sites_t *sites, uint32_t node,
