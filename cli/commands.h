@@ -74,10 +74,12 @@ const struct mt_filter_s *mt__filter(void);
     "             'site-packages/*' drops what installed packages allocated\n" \
     "             but keeps your code's allocations when a framework or test\n" \
     "             runner called it (repeatable: any)\n"                       \
-    "             GLOB is an fnmatch pattern whose '*' also matches '/';\n"   \
-    "             unless it starts with '/' it matches any tail of the path:\n" \
-    "             'myproj/*', 'db.py', 'libz.so*'. memtrace's own frames (its\n" \
-    "             launcher, package and preload library) are never shown.\n"
+    "             GLOB is an fnmatch pattern whose '*' also matches '/'; it\n" \
+    "             matches a path, or a directory on it (everything under\n"   \
+    "             it), and unless it starts with '/' any run of whole path\n"  \
+    "             components: 'myproj', 'myproj/*.py', 'db.py', 'libz.so*',\n" \
+    "             '/home/me/src'. memtrace's own frames (its launcher,\n"     \
+    "             package and preload library) are never shown.\n"
 
 /* Parses a --top count (1 to MT_MAX_TOP) into *out. Returns 0 or -1. */
 #define MT_MAX_TOP 1000000

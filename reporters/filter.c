@@ -17,21 +17,50 @@ struct mt_filter_s {
     size_t count[2];
 };
 
+/* fnmatch against path[start, end), which buf holds a copy of. */
+static int match_part(const char *glob, char *buf, size_t start, size_t end)
+{
+    char saved = buf[end];
+    buf[end] = '\0';
+    int hit = fnmatch(glob, buf + start, 0) == 0;
+    buf[end] = saved;
+    return hit;
+}
+
 int mt_path_matches(const char *glob, const char *path)
 {
     if (!glob || !path || !path[0])
         return 0;
     if (fnmatch(glob, path, 0) == 0)
         return 1;
-    if (glob[0] == '/')
+    /* A relative glob matches any run of whole components, as a
+     * .gitignore pattern does: a tail of the path ("db.py", "app/db.py"),
+     * or a directory on it, which then stands for everything under it
+     * ("myproj", "site-packages"). An absolute glob matches the path or a
+     * directory at its start ("/app/myproj"). */
+    size_t len = strlen(path);
+    char stack_buf[1024];
+    char *buf = len < sizeof stack_buf ? stack_buf : malloc(len + 1);
+    if (!buf)
         return 0;
-    /* Relative globs match any tail of the path that starts a component,
-     * as .gitignore patterns do: a glob of myproj, a slash and a star finds
-     * /home/me/myproj/a.py. */
-    for (const char *p = strchr(path, '/'); p; p = strchr(p + 1, '/'))
-        if (p[1] && fnmatch(glob, p + 1, 0) == 0)
-            return 1;
-    return 0;
+    memcpy(buf, path, len + 1);
+    int hit = 0;
+    for (size_t start = 0; !hit && start < len;) {
+        for (size_t end = start + 1; !hit && end < len; end++)
+            if (path[end] == '/')
+                hit = match_part(glob, buf, start, end);
+        if (!hit && start > 0)
+            hit = match_part(glob, buf, start, len);
+        if (glob[0] == '/')
+            break;
+        const char *slash = strchr(path + start, '/');
+        if (!slash)
+            break;
+        start = (size_t)(slash - path) + 1;
+    }
+    if (buf != stack_buf)
+        free(buf);
+    return hit;
 }
 
 int mt_frame_matches(const char *glob, const mt_frame_t *frame)
@@ -188,6 +217,49 @@ enum {
 #define STATE_CUT 0x08u
 #define STATE_INCLUDED 0x10u
 
+struct mt__match_s {
+    const char *file, *module; /* NULL file: an empty slot */
+    int hit;
+};
+
+static size_t match_slot(const struct mt__match_s *t, size_t size,
+                         const char *file, const char *module)
+{
+    uint64_t h = (uint64_t)(uintptr_t)file * 0x9e3779b97f4a7c15ull ^
+                 (uint64_t)(uintptr_t)module * 0xc2b2ae3d27d4eb4full;
+    size_t j = (size_t)(h ^ (h >> 29)) & (size - 1);
+    while (t[j].file && (t[j].file != file || t[j].module != module))
+        j = (j + 1) & (size - 1);
+    return j;
+}
+
+/* mt__filter_any(filter, 0, f), remembered per (file, module). */
+static int include_matches(mt__stacks_t *s, const mt_frame_t *f)
+{
+    const char *file = f->file ? f->file : "", *module = f->module;
+    if ((s->matches_count + 1) * 2 > s->matches_size) {
+        size_t size = s->matches_size ? s->matches_size * 2 : 256;
+        struct mt__match_s *t = calloc(size, sizeof *t);
+        if (!t) /* no memo: still the right answer */
+            return mt__filter_any(s->filter, 0, f);
+        for (size_t i = 0; i < s->matches_size; i++)
+            if (s->matches[i].file)
+                t[match_slot(t, size, s->matches[i].file,
+                             s->matches[i].module)] = s->matches[i];
+        free(s->matches);
+        s->matches = t;
+        s->matches_size = size;
+    }
+    size_t j = match_slot(s->matches, s->matches_size, file, module);
+    if (!s->matches[j].file) {
+        s->matches[j].file = file;
+        s->matches[j].module = module;
+        s->matches[j].hit = mt__filter_any(s->filter, 0, f);
+        s->matches_count++;
+    }
+    return s->matches[j].hit;
+}
+
 static size_t raw_frames(mt__stacks_t *s, uint32_t node)
 {
     size_t k = s->fn ? s->fn(s->ctx, node, s->raw, MT__STACK_FRAMES)
@@ -239,7 +311,7 @@ static uint8_t walk_node(mt__stacks_t *s, size_t k, uint8_t in,
             continue;
         mode = MODE_SHOW;
         shown[i] = 1;
-        if (!(flags & STATE_INCLUDED) && mt__filter_any(s->filter, 0, f))
+        if (!(flags & STATE_INCLUDED) && include_matches(s, f))
             flags |= STATE_INCLUDED;
     }
     return (uint8_t)(mode | flags);
@@ -295,8 +367,10 @@ void mt__stacks_release(mt__stacks_t *s)
 {
     free(s->state);
     free(s->chain);
+    free(s->matches);
     s->state = NULL;
     s->chain = NULL;
+    s->matches = NULL;
 }
 
 size_t mt__stacks_frames(mt__stacks_t *s, uint32_t node, mt_frame_t *frames,

@@ -21,6 +21,11 @@ typedef struct mt__stacks_s {
     size_t nnodes;
     uint32_t *chain;     /* scratch: nodes waiting for their state */
     size_t chain_cap;
+    /* Include-glob results per (file, module) string pair, by address:
+     * frames share their strings (the symbolizer interns them), and a
+     * glob is tried against many parts of a path. */
+    struct mt__match_s *matches;
+    size_t matches_size, matches_count;
     int oom;             /* a computation ran out of memory */
     mt_frame_t raw[MT__STACK_FRAMES];
 } mt__stacks_t;

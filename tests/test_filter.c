@@ -29,6 +29,23 @@ START_TEST(globs_match_paths_and_their_tails)
     ck_assert(mt_path_matches("site-packages/*",
                               "/usr/lib/python3/site-packages/yaml/x.py"));
     ck_assert(mt_path_matches("lib*.so.?", "/usr/lib/libz.so.1"));
+    /* A directory on the path stands for everything under it. */
+    ck_assert(mt_path_matches("myproj", "/home/me/myproj/app/db.py"));
+    ck_assert(mt_path_matches("site-packages",
+                              "/usr/lib/python3/site-packages/yaml/x.py"));
+    ck_assert(mt_path_matches("myproj/app", "/home/me/myproj/app/db.py"));
+    ck_assert(mt_path_matches("/home/me", "/home/me/myproj/db.py"));
+    ck_assert(mt_path_matches("myproj", "myproj/db.py")); /* relative path */
+    ck_assert(!mt_path_matches("/me", "/home/me/myproj/db.py"));
+    ck_assert(!mt_path_matches("myproj", "/home/me/myproject/db.py"));
+    ck_assert(!mt_path_matches("myproj", "/home/me/notmyproj/db.py"));
+    /* Paths longer than the matcher's stack buffer. */
+    char long_path[3000];
+    memset(long_path, 'a', sizeof long_path);
+    memcpy(long_path, "/x/", 3);
+    memcpy(long_path + 2990, "/myproj/z", 10);
+    ck_assert(mt_path_matches("myproj", long_path));
+    ck_assert(!mt_path_matches("zz", long_path));
     /* ...but not inside a component, nor an absolute glob elsewhere. */
     ck_assert(!mt_path_matches("proj/*", "/home/me/myproj/db.py"));
     ck_assert(!mt_path_matches("b.py", "/home/me/db.py"));

@@ -32,11 +32,13 @@ typedef enum mt_view_e {
  * frame's source file, and for native frames its shared object too.
  *
  * A glob is an fnmatch(3) pattern in which '*' also matches '/'. It matches
- * a path when it matches the whole path, or, unless it starts with '/', the
- * part of the path after any '/'. (Below, ANY stands for '*', which a C
- * comment cannot hold after a '/'.) "myproj/ANY" matches
- * "/home/me/myproj/app/db.py", "db.py" matches ".../app/db.py", and
- * "site-packages/ANY" any file of an installed package.
+ * a path when it matches the whole path or, as in .gitignore, a directory
+ * on it (which stands for everything under it); unless it starts with
+ * '/', it may match any run of whole components, not only from the start.
+ * (Below, ANY stands for '*', which a C comment cannot hold after a '/'.)
+ * "myproj" and "myproj/ANY" match "/home/me/myproj/app/db.py", "db.py"
+ * matches ".../app/db.py", "site-packages" any file of an installed
+ * package, "/home/me" everything under /home/me, "libz.so*" the library.
  *
  * include: an allocation is kept when some frame of its stack matches one
  * of the include globs (no include glob: every allocation). "The memory my

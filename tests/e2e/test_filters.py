@@ -159,8 +159,15 @@ class Filters(NeedsPython, unittest.TestCase):
         self.assert_known(rep, ["save", "make", "callback"])
         rep = self.report("--include", FILTERS + "/myproj/store.py")
         self.assert_known(rep, ["save", "callback"])
-        # A glob starting with '/' matches whole paths only.
+        # A directory stands for everything under it, wherever it is.
+        rep = self.report("--include", "myproj")
+        self.assert_known(rep, ["app", "save", "make", "callback"])
+        rep = self.report("--include", FILTERS + "/myproj")
+        self.assert_known(rep, ["app", "save", "make", "callback"])
+        # A glob starting with '/' matches from the start only.
         rep = self.report("--include", "/myproj/*")
+        self.assertEqual(rep["top"], [])
+        rep = self.report("--include", "/myproj")
         self.assertEqual(rep["top"], [])
 
     def test_exclude_is_by_site(self):
@@ -171,6 +178,8 @@ class Filters(NeedsPython, unittest.TestCase):
         self.assertGreaterEqual(rep["filtered_bytes"], 4_000_033)
         rep = self.report("--exclude", "*/site-packages/*", "--exclude", "app.py")
         self.assert_known(rep, ["save", "callback"])
+        rep = self.report("--exclude", "extlib")
+        self.assert_known(rep, ["app", "save", "callback"])
 
     def test_include_and_exclude(self):
         rep = self.report("--include", "myproj/*", "--exclude", "site-packages/*")
