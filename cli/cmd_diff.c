@@ -26,7 +26,8 @@ const char mt__diff_help[] =
     "  --json     machine-readable output\n"
     MT_FILTER_HELP
     "\n"
-    "JSON fields: before, after, view, before_bytes, after_bytes, bytes_diff,\n"
+    "JSON fields: before, after, view, filter ({include, exclude} or null),\n"
+    "before_bytes, after_bytes, bytes_diff,\n"
     "sites, new_sites, vanished_sites, and top: a list of {site, bytes,\n"
     "bytes_diff, count, count_diff, average, status} with status \"new\",\n"
     "\"vanished\", \"changed\" or \"same\".\n";

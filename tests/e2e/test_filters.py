@@ -218,6 +218,7 @@ class Filters(NeedsPython, unittest.TestCase):
         diff = json.loads(memtrace("diff", self.capture, self.capture,
                                    "--leaks", "--json", *f).stdout)
         self.assertEqual(diff["after_bytes"], total)
+        self.assertEqual(diff["filter"], rep["filter"])
         summary = json.loads(memtrace("summary", self.capture, "--json",
                                       *f).stdout)
         self.assertEqual(summary["filter"], rep["filter"])
