@@ -234,6 +234,18 @@ class Filters(NeedsPython, unittest.TestCase):
         self.assertIn("callback", [r["function"] for r in rows])
         self.assertNotIn("make", [r["function"] for r in rows])
 
+    def test_python_api(self):
+        code = ("import memtrace, sys; sys.stdout.write(memtrace.report("
+                "sys.argv[1], top=3, include=['myproj'], exclude='extlib'))")
+        cp = subprocess.run([interpreter(), "-c", code, self.capture],
+                            capture_output=True, text=True, timeout=60,
+                            env=base_env(PYTHONPATH=PKG))
+        self.assertEqual(cp.returncode, 0, cp.stderr)
+        self.assertEqual(cp.stdout, memtrace(
+            "report", self.capture, "--top", "3", "--include", "myproj",
+            "--exclude", "extlib").stdout)
+        self.assertIn("Filter: --include 'myproj' --exclude 'extlib'", cp.stdout)
+
     def _table_data(self, f):
         html = memtrace("table", self.capture, "-o", "-", "--leaks", *f).stdout
         start = html.index('id="memtrace-data">') + len('id="memtrace-data">')
