@@ -11,6 +11,7 @@
 const char mt__diff_help[] =
     "usage: memtrace diff BEFORE.bin AFTER.bin [--top N] [--leaks] [--json]\n"
     "                     [--from T] [--to T] [--no-children]\n"
+    "                     [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "The allocation sites whose live memory changed most between two\n"
     "captures, matched by location (function, file and line, never by\n"
@@ -24,12 +25,14 @@ const char mt__diff_help[] =
     "  --top N    number of sites (default 10)\n"
     "  --leaks    memory live at the end instead of at the peak\n"
     "  --json     machine-readable output\n"
+    MT_FILTER_HELP
     MT_INPUT_HELP
     "\n"
     "The window applies to both runs, each from its own start. A\n"
     "--follow-fork parent on either side is combined with its children.\n"
     "\n"
-    "JSON fields: before, after, view, before_bytes, after_bytes, bytes_diff,\n"
+    "JSON fields: before, after, view, filter ({include, exclude} or null),\n"
+    "before_bytes, after_bytes, bytes_diff,\n"
     "sites, new_sites, vanished_sites, and top: a list of {site, bytes,\n"
     "bytes_diff, count, count_diff, average, status} with status \"new\",\n"
     "\"vanished\", \"changed\" or \"same\".\n";
@@ -42,6 +45,7 @@ static const struct option diff_options[] = {
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"help", no_argument, NULL, 'h'},
     MT_INPUT_LONGOPTS,
+    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -70,6 +74,11 @@ int mt__cmd_diff(int argc, char **argv)
                 return mt__usage_error(cmd, "--top needs a whole number from 1 "
                                             "to %d, not '%s'", MT_MAX_TOP, optarg);
             break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option(cmd, c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h': mt__command_help(stdout, cmd); return 0;
         default: return mt__bad_option(cmd, c, argv);
         }
@@ -81,7 +90,8 @@ int mt__cmd_diff(int argc, char **argv)
     if ((rc = mt__inputs_check(cmd, &inputs)) >= 0)
         return rc;
     /* Each side with its children, in the same window of its own run. */
-    mt_diff_input_t in = {NULL, NULL, argv[optind], argv[optind + 1], view};
+    mt_diff_input_t in = {NULL, NULL, argv[optind], argv[optind + 1], view,
+                          mt__filter()};
     in.before = mt__inputs_load(argv + optind, 1, &inputs);
     if (in.before)
         in.after = mt__inputs_load(argv + optind + 1, 1, &inputs);

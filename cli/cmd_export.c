@@ -19,7 +19,7 @@
 const char mt__export_help[] =
     "usage: memtrace export FILE... --format folded|csv|speedscope|pprof\n"
     "                       [-o OUT] [-f] [--leaks] [--from T] [--to T]\n"
-    "                       [--no-children]\n"
+    "                       [--no-children] [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "The capture in another tool's format. folded and csv go to stdout\n"
     "unless -o is given; speedscope and pprof go to a file beside the\n"
@@ -55,7 +55,11 @@ const char mt__export_help[] =
     "  -f, --force       overwrite OUT if it exists\n"
     "  --leaks           folded, speedscope, pprof: memory live when tracing\n"
     "                    ended instead of at the high-water mark (csv has\n"
-    "                    both snapshots)\n";
+    "                    both snapshots)\n"
+    MT_FILTER_HELP
+    MT_INPUT_HELP
+    "\n"
+    MT_INPUT_HELP_FILES;
 
 typedef struct export_format_s {
     const char *name;
@@ -79,6 +83,7 @@ static const struct option export_options[] = {
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"help", no_argument, NULL, 'h'},
     MT_INPUT_LONGOPTS,
+    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -86,12 +91,12 @@ static int export_write(FILE *out, mt_capture_t *cap, const char *format,
                         mt_view_t view)
 {
     if (strcmp(format, "folded") == 0)
-        return mt_report_folded(out, cap, view);
+        return mt_report_folded(out, cap, view, mt__filter());
     if (strcmp(format, "csv") == 0)
-        return mt_report_csv(out, cap);
+        return mt_report_csv(out, cap, mt__filter());
     if (strcmp(format, "speedscope") == 0)
-        return mt_report_speedscope(out, cap, view);
-    return mt_report_pprof(out, cap, view);
+        return mt_report_speedscope(out, cap, view, mt__filter());
+    return mt_report_pprof(out, cap, view, mt__filter());
 }
 
 /* Prints "memtrace export: cannot write OUT: why" (escaped). */
@@ -147,6 +152,11 @@ int mt__cmd_export(int argc, char **argv)
         case 'o': output = optarg; break;
         case 'f': force = 1; break;
         case OPT_LEAKS: leaks = 1; break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option(cmd, c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h': mt__command_help(stdout, cmd); return 0;
         default: return mt__bad_option(cmd, c, argv);
         }

@@ -20,6 +20,7 @@ const char mt__flamegraph_help[] =
     "                           [--leaks | --temporary-allocations]\n"
     "                           [--hide-imports] [--native | --no-native]\n"
     "                           [--from T] [--to T] [--no-children]\n"
+    "                           [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "Writes an HTML flame graph of the capture: one self-contained page (no\n"
     "network access) with the traced heap and RSS over time, the\n"
@@ -47,6 +48,7 @@ const char mt__flamegraph_help[] =
     "  --native, --no-native  start with native frames shown (the default)\n"
     "             or hidden, for captures with Python and native frames;\n"
     "             the page has a checkbox for it\n"
+    MT_FILTER_HELP
     MT_INPUT_HELP
     "\n"
     MT_INPUT_HELP_FILES
@@ -101,6 +103,7 @@ static const struct option fg_options[] = {
     {"native", no_argument, NULL, OPT_NATIVE},
     {"no-native", no_argument, NULL, OPT_NO_NATIVE},
     MT_INPUT_LONGOPTS,
+    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -149,6 +152,11 @@ int mt__cmd_flamegraph(int argc, char **argv)
         case OPT_NO_NATIVE:
             opts.hide_native = 1;
             break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option(cmd, c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h':
             mt__command_help(stdout, cmd);
             return 0;
@@ -159,6 +167,7 @@ int mt__cmd_flamegraph(int argc, char **argv)
     if (leaks && temporary)
         return mt__usage_error(cmd, "give --leaks or --temporary-allocations, "
                                     "not both");
+    opts.filter = mt__filter();
     opts.view = leaks ? MT_VIEW_LEAKS
                       : temporary ? MT_VIEW_TEMPORARY : MT_VIEW_PEAK;
     if (optind >= argc)

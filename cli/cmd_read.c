@@ -52,6 +52,33 @@ char *mt__default_html(const char *capture, const char *kind)
     return mt__default_output(capture, kind, "html");
 }
 
+/* --include and --exclude of the command being run: NULL until one is
+ * given. One command runs per process; the filter lives until exit. */
+static mt_filter_t *filter;
+
+int mt__filter_option(const char *cmd, int c, const char *arg)
+{
+    if (!arg[0])
+        return mt__usage_error(cmd, "--%s needs a glob, not an empty string",
+                               c == MT_OPT_INCLUDE ? "include" : "exclude");
+    if (!filter && mt_filter_new(&filter) < 0) {
+        fprintf(stderr, "memtrace %s: out of memory\n", cmd);
+        return MT_EXIT_USAGE;
+    }
+    int rc = c == MT_OPT_INCLUDE ? mt_filter_include(filter, arg)
+                                 : mt_filter_exclude(filter, arg);
+    if (rc < 0) {
+        fprintf(stderr, "memtrace %s: %s\n", cmd, mt_strerror(rc));
+        return MT_EXIT_USAGE;
+    }
+    return 0;
+}
+
+const mt_filter_t *mt__filter(void)
+{
+    return filter;
+}
+
 /* --fail-over, the window and the like of the command being run. Set by
  * parse_read_args; one command per process. */
 static uint64_t fail_over;
@@ -189,12 +216,14 @@ static const struct option report_options[] = {
     {"temporary-allocation-threshold", required_argument, NULL, OPT_THRESHOLD},
     {"fail-over", required_argument, NULL, OPT_FAIL_OVER},
     MT_INPUT_LONGOPTS,
+    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 static const struct option plain_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
     MT_INPUT_LONGOPTS,
+    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -249,6 +278,11 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
                                        "needs a whole number from 1 to "
                                        "2^32, not '%s'", optarg);
             break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option(cmd, c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h':
             mt__command_help(stdout, cmd);
             return 0;
@@ -256,6 +290,7 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
             return mt__bad_option(cmd, c, argv);
         }
     }
+    opts->filter = filter;
     if (optind >= argc)
         return mt__usage_error(cmd, "missing the capture FILE");
     if ((rc = mt__inputs_check(cmd, &inputs)) >= 0)

@@ -103,6 +103,7 @@ int mt__cmd_tree(int argc, char **argv)
         {"leaks", no_argument, NULL, OPT_LEAKS},
         {"help", no_argument, NULL, 'h'},
         MT_INPUT_LONGOPTS,
+        MT_FILTER_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     mt_tree_opts_t opts;
@@ -132,6 +133,11 @@ int mt__cmd_tree(int argc, char **argv)
         case OPT_LEAKS:
             opts.view = MT_VIEW_LEAKS;
             break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option("tree", c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h':
             mt__command_help(stdout, "tree");
             return 0;
@@ -143,6 +149,7 @@ int mt__cmd_tree(int argc, char **argv)
     const char *path = first_file("tree", argc, argv, &in, &status);
     if (!path)
         return status;
+    opts.filter = mt__filter();
     opts.width = terminal_width();
     opts.ascii = !locale_is_utf8();
     mt_capture_t *cap = mt__inputs_load(argv + optind,
@@ -226,6 +233,7 @@ int mt__cmd_table(int argc, char **argv)
         {"leaks", no_argument, NULL, OPT_LEAKS},
         {"help", no_argument, NULL, 'h'},
         MT_INPUT_LONGOPTS,
+        MT_FILTER_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     mt_table_opts_t opts;
@@ -255,6 +263,11 @@ int mt__cmd_table(int argc, char **argv)
         case OPT_LEAKS:
             opts.view = MT_VIEW_LEAKS;
             break;
+        case MT_OPT_INCLUDE:
+        case MT_OPT_EXCLUDE:
+            if (mt__filter_option("table", c, optarg))
+                return MT_EXIT_USAGE;
+            break;
         case 'h':
             mt__command_help(stdout, "table");
             return 0;
@@ -262,6 +275,7 @@ int mt__cmd_table(int argc, char **argv)
             return mt__bad_option("table", c, argv);
         }
     }
+    opts.filter = mt__filter();
     int status = 0;
     const char *path = first_file("table", argc, argv, &in, &status);
     if (!path)

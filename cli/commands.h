@@ -131,6 +131,36 @@ char *mt__default_html(const char *capture, const char *kind);
 char *mt__default_output(const char *capture, const char *kind,
                          const char *ext);
 
+/* --include GLOB / --exclude GLOB, which every reading command takes:
+ * put MT_FILTER_OPTIONS in its getopt_long table and hand MT_OPT_INCLUDE
+ * and MT_OPT_EXCLUDE to mt__filter_option, which returns 0, or prints the
+ * usage error and returns MT_EXIT_USAGE. mt__filter() is what they built
+ * (NULL when none was given; it lives until the process ends). One
+ * command runs per process. (cli/cmd_read.c) */
+enum { MT_OPT_INCLUDE = 950, MT_OPT_EXCLUDE }; /* after MT_OPT_FROM... */
+#define MT_FILTER_OPTIONS                                                      \
+    {"include", required_argument, NULL, MT_OPT_INCLUDE},                      \
+    {"exclude", required_argument, NULL, MT_OPT_EXCLUDE}
+struct mt_filter_s;
+int mt__filter_option(const char *cmd, int c, const char *arg);
+const struct mt_filter_s *mt__filter(void);
+/* The help text of the two options, for every reading command's help. */
+#define MT_FILTER_HELP                                                         \
+    "  --include GLOB  only allocations whose stack has a frame in a file or\n" \
+    "             shared object matching GLOB: the memory your code caused,\n" \
+    "             libraries' allocations for it included (repeatable: any)\n" \
+    "  --exclude GLOB  leave out allocations whose site (the location the\n"  \
+    "             report lists) matches GLOB, whoever called it: --exclude\n" \
+    "             'site-packages/*' drops what installed packages allocated\n" \
+    "             but keeps your code's allocations when a framework or test\n" \
+    "             runner called it (repeatable: any)\n"                       \
+    "             GLOB is an fnmatch pattern whose '*' also matches '/'; it\n" \
+    "             matches a path, or a directory on it (everything under\n"   \
+    "             it), and unless it starts with '/' any run of whole path\n"  \
+    "             components: 'myproj', 'myproj/*.py', 'db.py', 'libz.so*',\n" \
+    "             '/home/me/src'. memtrace's own frames (its launcher,\n"     \
+    "             package and preload library) are never shown.\n"
+
 /* Parses a --top count (1 to MT_MAX_TOP) into *out. Returns 0 or -1. */
 #define MT_MAX_TOP 1000000
 int mt__parse_top(const char *arg, size_t *out);

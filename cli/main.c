@@ -21,11 +21,13 @@ typedef struct mt_command_s {
 static const char summary_help[] =
     "usage: memtrace summary FILE... [--json] [--from T] [--to T]\n"
     "                        [--no-children]\n"
+    "                        [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "Peak and current heap, totals, and the top 5 locations at the peak.\n"
     "\n"
     "options:\n"
     "  --json     machine-readable output\n"
+    MT_FILTER_HELP
     MT_INPUT_HELP
     "\n"
     MT_INPUT_HELP_FILES
@@ -39,13 +41,16 @@ static const char summary_help[] =
     "null), parent_pid, root_pid, origin (\"root\", \"fork\" or\n"
     "\"exec\"; null unless recorded with --follow-fork), children (the pids\n"
     "of the child processes it started, each traced into FILE.<pid> beside\n"
-    "the root's FILE), top (site entries as in `memtrace report`),\n"
+    "the root's FILE), filter ({include, exclude} or null), filtered_bytes,\n"
+    "filtered_allocations (left out by the filter), top (site entries as in\n"
+    "`memtrace report`),\n"
     MT_JOB_JSON_HELP;
 
 static const char report_help[] =
     "usage: memtrace report FILE... [--top N] [--leaks | --all-allocations |\n"
     "                             --temporary-allocations] [--json]\n"
     "                             [--from T] [--to T] [--no-children]\n"
+    "                             [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "The heap's current and peak size, then the top N allocation sites\n"
     "with the heaviest traceback of each. Without --leaks: the memory live\n"
@@ -65,6 +70,7 @@ static const char report_help[] =
     "             (512MB, 1.5GiB, 1000000: K/M/G are powers of 1000, KiB/MiB/\n"
     "             GiB of 1024), for CI jobs with a memory budget\n"
     "  --json     machine-readable output\n"
+    MT_FILTER_HELP
     MT_INPUT_HELP
     "\n"
     MT_INPUT_HELP_FILES
@@ -74,7 +80,8 @@ static const char report_help[] =
     "\"temporary\"), current_bytes,\n"
     "current_allocations, peak_bytes, total_allocations,\n"
     "total_bytes_allocated, complete, warning, view_bytes,\n"
-    "view_allocations, sites (how many), and top: a list of\n"
+    "view_allocations, sites (how many), filter ({include, exclude} or\n"
+    "null), filtered_bytes, filtered_allocations, and top: a list of\n"
     "{bytes, count, site, stack, stack_truncated} where site and each stack\n"
     "entry are {function, file, line, module} and stack is innermost first;\n"
     MT_JOB_JSON_HELP;
@@ -82,13 +89,16 @@ static const char report_help[] =
 static const char stats_help[] =
     "usage: memtrace stats FILE... [--json] [--from T] [--to T]\n"
     "                      [--no-children]\n"
+    "                      [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "Counts of allocations and frees, allocations per allocator, the size\n"
     "histogram (power-of-two buckets), and the top 5 sites by bytes\n"
-    "allocated and by number of allocations over the whole run.\n"
+    "allocated and by number of allocations over the whole run. The\n"
+    "filters apply to the sites; the counts are the whole run's.\n"
     "\n"
     "options:\n"
     "  --json     machine-readable output\n"
+    MT_FILTER_HELP
     MT_INPUT_HELP
     "\n"
     MT_INPUT_HELP_FILES
@@ -97,12 +107,14 @@ static const char stats_help[] =
     "total_bytes_allocated, peak_bytes, current_bytes, current_allocations,\n"
     "duration_s, by_allocator ({NAME: {count, bytes}} for every allocator),\n"
     "size_histogram ([{min, max, count}], non-empty buckets, bounds\n"
-    "inclusive), top_by_bytes and top_by_count (site entries as in\n"
+    "inclusive), filter, filtered_bytes, filtered_allocations,\n"
+    "top_by_bytes and top_by_count (site entries as in\n"
     "`memtrace report`).\n";
 
 static const char tree_help[] =
     "usage: memtrace tree FILE... [--leaks] [--top N] [--json]\n"
     "                     [--from T] [--to T] [--no-children]\n"
+    "                     [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "The biggest stacks as a call tree: the root holds all memory live at\n"
     "the high-water mark (with --leaks: live when tracing ended), each\n"
@@ -122,6 +134,7 @@ static const char tree_help[] =
     "  --top N    number of leaf stacks shown (default 10)\n"
     "  --leaks    memory live at the end instead of at the peak\n"
     "  --json     the same tree as nested JSON objects\n"
+    MT_FILTER_HELP
     MT_INPUT_HELP
     "\n"
     MT_INPUT_HELP_FILES
@@ -137,6 +150,7 @@ static const char tree_help[] =
 static const char table_help[] =
     "usage: memtrace table FILE... [-o OUT.html] [-f] [--leaks]\n"
     "                      [--from T] [--to T] [--no-children]\n"
+    "                      [--include GLOB] [--exclude GLOB]\n"
     "\n"
     "Writes an HTML page with one row per allocation site: bytes, share,\n"
     "number of allocations, average size, function, file:line and module,\n"
@@ -152,6 +166,7 @@ static const char table_help[] =
     "             the capture's file name without \".bin\"\n"
     "  -f, --force  overwrite OUT.html if it exists\n"
     "  --leaks    memory live at the end instead of at the peak\n"
+    MT_FILTER_HELP
     MT_INPUT_HELP
     "\n"
     MT_INPUT_HELP_FILES
@@ -161,7 +176,8 @@ static const char table_help[] =
     "rest are summed up. It embeds its data as JSON in\n"
     "<script type=\"application/json\" id=\"memtrace-data\">: capture,\n"
     "command, view, view_words, bytes, count, peak_bytes, current_bytes,\n"
-    "total_allocations, total_bytes_allocated, complete, warning,\n"
+    "total_allocations, total_bytes_allocated, complete, warning, filter,\n"
+    "filtered_bytes, filtered_allocations,\n"
     "sites_total, omitted_sites, omitted_bytes, omitted_count, and\n"
     "sites: [{bytes, count, function, file, line, module, stack:\n"
     "[{function, file, line, module, inlined}...], stack_truncated}]\n"

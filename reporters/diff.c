@@ -120,9 +120,22 @@ static void diff_text(FILE *out, const mt_diff_input_t *in, diff_row_t *rows,
     mt_fputs_escaped(in->before_path, out);
     fputs("\nAfter:  ", out);
     mt_fputs_escaped(in->after_path, out);
-    fprintf(out, "\nView: %s\n\n", in->view == MT_VIEW_LEAKS
-                                       ? "live when tracing ended (leaks)"
-                                       : "live at the high-water mark");
+    fprintf(out, "\nView: %s\n", in->view == MT_VIEW_LEAKS
+                                     ? "live when tracing ended (leaks)"
+                                     : "live at the high-water mark");
+    size_t n_in, n_ex;
+    const char *const *inc = mt_filter_globs(in->filter, 0, &n_in);
+    const char *const *exc = mt_filter_globs(in->filter, 1, &n_ex);
+    if (n_in + n_ex) {
+        fputs("Filter:", out);
+        for (size_t i = 0; i < n_in + n_ex; i++) {
+            fputs(i < n_in ? " --include '" : " --exclude '", out);
+            mt_fputs_escaped(i < n_in ? inc[i] : exc[i - n_in], out);
+            fputc('\'', out);
+        }
+        fputc('\n', out);
+    }
+    fputc('\n', out);
     if (!n) {
         fputs("No allocation sites on either side.\n", out);
         return;
@@ -167,6 +180,8 @@ static void diff_json(FILE *out, const mt_diff_input_t *in, diff_row_t *rows,
     mt__json_string(&j, in->after_path);
     mt__json_key(&j, "view");
     mt__json_string(&j, mt__view_name(in->view));
+    mt__json_key(&j, "filter");
+    mt__json_filter(&j, in->filter);
     mt__json_key(&j, "before_bytes");
     mt__json_uint(&j, before);
     mt__json_key(&j, "after_bytes");
@@ -209,9 +224,10 @@ int mt_report_diff(FILE *out, const mt_diff_input_t *in, const mt_report_opts_t 
 {
     mt_view_t view = in->view == MT_VIEW_LEAKS ? MT_VIEW_LEAKS : MT_VIEW_PEAK;
     mt_sites_t *before = NULL, *after = NULL;
-    int rc = mt_sites_build(in->before, view, &before);
+    mt_sites_opts_t o = {view, in->filter, NULL, NULL};
+    int rc = mt_sites_build_opts(in->before, &o, &before);
     if (!rc)
-        rc = mt_sites_build(in->after, view, &after);
+        rc = mt_sites_build_opts(in->after, &o, &after);
     size_t n = 0;
     diff_row_t *rows = rc ? NULL : merge_sites(before, after, &n);
     if (!rc && !rows)

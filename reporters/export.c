@@ -50,10 +50,12 @@ static void folded_frame(FILE *out, const mt_frame_t *f)
     }
 }
 
-int mt_report_folded(FILE *out, mt_capture_t *cap, mt_view_t view)
+int mt_report_folded(FILE *out, mt_capture_t *cap, mt_view_t view,
+                     const mt_filter_t *filter)
 {
     mt_sites_t *sites;
-    int rc = mt_sites_build(cap, view, &sites);
+    mt_sites_opts_t o = {view, filter, NULL, NULL};
+    int rc = mt_sites_build_opts(cap, &o, &sites);
     if (rc)
         return rc;
     const mt_node_stats_t *st = mt_capture_node_stats(cap);
@@ -61,7 +63,7 @@ int mt_report_folded(FILE *out, mt_capture_t *cap, mt_view_t view)
     mt_frame_t frames[MT_REPORT_MAX_STACK];
     for (uint32_t node = 1; node < n; node++) {
         mt_amount_t a = mt_view_amount(&st[node], view);
-        if (!a.bytes)
+        if (!a.bytes || !mt_sites_node_kept(sites, node))
             continue;
         size_t depth = mt_sites_stack(sites, node, frames, MT_REPORT_MAX_STACK, NULL);
         if (!depth)
@@ -95,13 +97,14 @@ static void csv_field(FILE *out, const char *s)
         fputc('"', out);
 }
 
-int mt_report_csv(FILE *out, mt_capture_t *cap)
+int mt_report_csv(FILE *out, mt_capture_t *cap, const mt_filter_t *filter)
 {
     static const mt_view_t views[] = {MT_VIEW_PEAK, MT_VIEW_LEAKS};
     fputs("snapshot,bytes,count,function,file,line,module\n", out);
     for (size_t v = 0; v < 2; v++) {
         mt_sites_t *sites;
-        int rc = mt_sites_build(cap, views[v], &sites);
+        mt_sites_opts_t o = {views[v], filter, NULL, NULL};
+        int rc = mt_sites_build_opts(cap, &o, &sites);
         if (rc)
             return rc;
         for (size_t i = 0; i < mt_sites_count(sites); i++) {

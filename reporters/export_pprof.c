@@ -298,6 +298,8 @@ static void pp_value_type(pp_export_t *x, unsigned field, const char *type,
 /* The Sample of node into x->msg, or nothing when it has no amount. */
 static void pp_sample(pp_export_t *x, uint32_t node)
 {
+    if (!mt_sites_node_kept(x->sites, node))
+        return; /* left out by --include/--exclude */
     const mt_node_stats_t *st = &mt_capture_node_stats(x->cap)[node];
     mt_amount_t total = mt_view_amount(st, MT_VIEW_TOTAL);
     mt_amount_t live = mt_view_amount(st, x->view);
@@ -447,7 +449,8 @@ static void pp_free(pp_export_t *x)
     free(x->text.p);
 }
 
-int mt_report_pprof(FILE *out, mt_capture_t *cap, mt_view_t view)
+int mt_report_pprof(FILE *out, mt_capture_t *cap, mt_view_t view,
+                    const mt_filter_t *filter)
 {
     pp_export_t x;
     memset(&x, 0, sizeof x);
@@ -459,8 +462,8 @@ int mt_report_pprof(FILE *out, mt_capture_t *cap, mt_view_t view)
     mt__intern_init(&x.mappings);
     pb_gzip_t *g = malloc(sizeof *g);
     x.stack = malloc(MT_EXPORT_MAX_STACK * sizeof *x.stack);
-    int rc = g && x.stack ? mt_sites_build(cap, MT_VIEW_TOTAL, &x.sites)
-                          : MT_ENOMEM;
+    mt_sites_opts_t so = {MT_VIEW_TOTAL, filter, NULL, NULL};
+    int rc = g && x.stack ? mt_sites_build_opts(cap, &so, &x.sites) : MT_ENOMEM;
     if (rc == 0 && pb_gzip_init(g, out) != 0)
         rc = MT_ENOMEM;
     if (rc) {

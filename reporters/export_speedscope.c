@@ -47,6 +47,8 @@ typedef struct ss_export_s {
 static uint64_t ss_weight(const ss_export_t *x, const ss_profile_t *p,
                           uint32_t node)
 {
+    if (!mt_sites_node_kept(x->sites, node))
+        return 0; /* left out by --include/--exclude */
     mt_amount_t a = mt_view_amount(&mt_capture_node_stats(x->cap)[node],
                                    p->whole_run ? MT_VIEW_TOTAL : x->view);
     return p->count ? a.count : a.bytes;
@@ -179,7 +181,8 @@ static void ss_write_frames(ss_export_t *x)
     mt__json_end_array(j);
 }
 
-int mt_report_speedscope(FILE *out, mt_capture_t *cap, mt_view_t view)
+int mt_report_speedscope(FILE *out, mt_capture_t *cap, mt_view_t view,
+                         const mt_filter_t *filter)
 {
     ss_export_t x;
     memset(&x, 0, sizeof x);
@@ -187,8 +190,8 @@ int mt_report_speedscope(FILE *out, mt_capture_t *cap, mt_view_t view)
     x.view = view;
     mt__intern_init(&x.frames);
     x.stack = malloc(MT_EXPORT_MAX_STACK * sizeof *x.stack);
-    int rc = x.stack ? mt_sites_build(cap, MT_VIEW_TOTAL, &x.sites)
-                     : MT_ENOMEM;
+    mt_sites_opts_t so = {MT_VIEW_TOTAL, filter, NULL, NULL};
+    int rc = x.stack ? mt_sites_build_opts(cap, &so, &x.sites) : MT_ENOMEM;
     if (rc) {
         free(x.stack);
         return rc;

@@ -7,7 +7,9 @@
  * expanded into frames of their own), and nodes whose paths from the root
  * read the same (function, file, line) frames are merged. The allocator's
  * own frames at the leaf end of a stack are dropped, so memory lands on the
- * code that asked for it. Import-time frames are flagged here; the page
+ * code that asked for it; memtrace's own frames are never shown (frames
+ * come through reporters/stacks.h), and a filter (mt_filter_t) keeps the
+ * allocations it selects. Import-time frames are flagged here; the page
  * hides them, and native frames, on request.
  *
  * Data embedded in the page (JSON, inside <script type="application/json">,
@@ -18,6 +20,7 @@
  *    "current_bytes": int, "duration_ns": int, "peak_rss_bytes": int,
  *    "total_allocations": int, "python": bool, "native": bool,
  *    "hide_imports": bool, "hide_native": bool, "warning": str|null,
+ *    "filter": {"include": [str], "exclude": [str]}|null,
  *    "threshold": float, "merged": int,
  *    "processes": int, (captures combined; 1 for one)
  *    "window": [from_ns, to_ns, start_bytes] | null,   (--from/--to)
@@ -39,6 +42,7 @@
 #include "flamegraph_assets.h"
 #include "json.h"
 #include "report_util.h"
+#include "stacks.h"
 
 /* Node flags, as the page reads them. */
 #define FG_PYTHON 1u  /* a Python frame */
@@ -238,8 +242,11 @@ static uint32_t fg_child(fg_t *g, uint32_t parent, const mt_frame_t *f)
 }
 
 /* Maps every trace node that holds an amount of view, and its ancestors,
- * to frame-path nodes, and adds the amounts (self, for now). */
-static int fg_build(fg_t *g, mt_view_t view)
+ * to frame-path nodes, and adds the amounts (self, for now) of the
+ * allocations sites keeps (sites NULL: all). Frames come through stacks
+ * (memtrace's own left out). */
+static int fg_build(fg_t *g, mt_view_t view, mt__stacks_t *stacks,
+                    mt_sites_t *sites)
 {
     mt_capture_t *cap = g->cap;
     size_t n = mt_capture_node_count(cap);
@@ -272,10 +279,16 @@ static int fg_build(fg_t *g, mt_view_t view)
         if (path[t] == FG_NONE)
             continue;
         uint32_t p = tnodes[t].parent < t ? tnodes[t].parent : 0;
-        size_t k = mt_capture_frames(cap, (uint32_t)t, g->frames, FG_FRAMES);
-        if (k > FG_FRAMES)
-            k = FG_FRAMES;
-        uint32_t f = path[p], at = FG_NONE;
+        int cut = 0;
+        size_t k = mt__stacks_frames(stacks, (uint32_t)t, g->frames,
+                                     FG_FRAMES, &cut);
+        if (stacks->oom) {
+            rc = MT_ENOMEM;
+            break;
+        }
+        /* cut: the program's stack starts here (memtrace's launcher
+         * above), so the path starts again from the root. */
+        uint32_t f = cut ? 0 : path[p], at = FG_NONE;
         for (size_t i = k; i-- > 0;) {
             f = fg_child(g, f, &g->frames[i]);
             if (f == FG_NONE) {
@@ -288,15 +301,19 @@ static int fg_build(fg_t *g, mt_view_t view)
         if (rc)
             break;
         path[t] = f;
-        attr[t] = at != FG_NONE ? at : attr[p];
+        attr[t] = at != FG_NONE ? at : cut ? 0 : attr[p];
+        if (sites && !mt_sites_node_kept(sites, (uint32_t)t))
+            continue;
         mt_amount_t a = mt_view_amount(&stats[t], view);
         g->nodes[attr[t]].amount.bytes += a.bytes;
         g->nodes[attr[t]].amount.count += a.count;
     }
     /* Node 0's own amount (allocations with an empty stack) is the root's. */
     mt_amount_t a0 = mt_view_amount(&stats[0], view);
-    g->nodes[0].amount.bytes += a0.bytes;
-    g->nodes[0].amount.count += a0.count;
+    if (!sites || mt_sites_node_kept(sites, 0)) {
+        g->nodes[0].amount.bytes += a0.bytes;
+        g->nodes[0].amount.count += a0.count;
+    }
     free(path);
     free(attr);
     return rc;
@@ -555,6 +572,8 @@ static void fg_write_header_fields(mt_json_t *j, mt_capture_t *cap,
     } else {
         mt__json_null(j);
     }
+    mt__json_key(j, "filter");
+    mt__json_filter(j, opts->filter);
 }
 
 /* The data object of the page (see the top of this file). */
@@ -650,8 +669,19 @@ int mt_report_flamegraph(FILE *out, mt_capture_t *cap,
         if (g.nodes[0].function == FG_NONE || g.nodes[0].file == FG_NONE)
             rc = MT_ENOMEM;
     }
+    mt__stacks_t stacks;
+    memset(&stacks, 0, sizeof stacks);
+    mt_sites_t *sites = NULL;
     if (rc == 0)
-        rc = fg_build(&g, o.view);
+        rc = mt__stacks_init(&stacks, cap, NULL, NULL, NULL);
+    if (rc == 0 && mt_filter_active(o.filter)) {
+        mt_sites_opts_t so = {o.view, o.filter, NULL, NULL};
+        rc = mt_sites_build_opts(cap, &so, &sites);
+    }
+    if (rc == 0)
+        rc = fg_build(&g, o.view, &stacks, sites);
+    mt__stacks_release(&stacks);
+    mt_sites_free(sites);
     if (rc == 0)
         fg_finish_tree(&g);
 

@@ -10,6 +10,8 @@
  *    "complete": bool, "warning": str|null,
  *    "view_bytes": int, "view_allocations": int,   (all sites together)
  *    "sites": int,                                 (number of sites)
+ *    "filter": {"include": [str], "exclude": [str]}|null,
+ *    "filtered_bytes": int, "filtered_allocations": int, (left out by it)
  *    "top": [{"bytes": int, "count": int,
  *             "site": {"function","file","line","module"},
  *             "stack": [{"function","file","line","module"}, ...],
@@ -63,6 +65,7 @@ static void report_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites,
     mt__json_uint(&j, all.count);
     mt__json_key(&j, "sites");
     mt__json_uint(&j, mt_sites_count(sites));
+    mt__json_filter_fields(&j, sites);
     mt__json_key(&j, "top");
     mt__json_site_list(&j, sites, top);
     mt__json_job(&j, cap);
@@ -88,6 +91,7 @@ static void report_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites,
             t->total_allocations,
             mt__plural(t->total_allocations, "allocation", "allocations"));
     mt__text_job(out, cap);
+    mt__text_filter(out, sites);
     fputc('\n', out);
 
     const char *when = view_words(view);
@@ -130,7 +134,8 @@ int mt_report_top(FILE *out, mt_capture_t *cap, const mt_report_opts_t *opts)
                                                              : MT_VIEW_PEAK;
     size_t top = opts && opts->top ? opts->top : MT_REPORT_DEFAULT_TOP;
     mt_sites_t *sites;
-    int rc = mt_sites_build(cap, view, &sites);
+    mt_sites_opts_t o = {view, opts ? opts->filter : NULL, NULL, NULL};
+    int rc = mt_sites_build_opts(cap, &o, &sites);
     if (rc)
         return rc;
     mt_amount_t all = {0, 0};

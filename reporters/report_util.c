@@ -152,12 +152,64 @@ const char *mt__view_name(mt_view_t view)
     }
 }
 
+void mt__json_filter(mt_json_t *j, const mt_filter_t *filter)
+{
+    if (!mt_filter_active(filter)) {
+        mt__json_null(j);
+        return;
+    }
+    mt__json_begin_object_compact(j);
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        const char *const *globs = mt_filter_globs(filter, k, &n);
+        mt__json_key(j, k ? "exclude" : "include");
+        mt__json_begin_array(j);
+        for (size_t i = 0; i < n; i++)
+            mt__json_string(j, globs[i]);
+        mt__json_end_array(j);
+    }
+    mt__json_end_object(j);
+}
+
+void mt__json_filter_fields(mt_json_t *j, const mt_sites_t *sites)
+{
+    mt__json_key(j, "filter");
+    mt__json_filter(j, mt_sites_filter(sites));
+    mt__json_key(j, "filtered_bytes");
+    mt__json_uint(j, mt_sites_filtered_out(sites).bytes);
+    mt__json_key(j, "filtered_allocations");
+    mt__json_uint(j, mt_sites_filtered_out(sites).count);
+}
+
+void mt__text_filter(FILE *out, const mt_sites_t *sites)
+{
+    const mt_filter_t *filter = mt_sites_filter(sites);
+    if (!mt_filter_active(filter))
+        return;
+    fputs("Filter:", out);
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        const char *const *globs = mt_filter_globs(filter, k, &n);
+        for (size_t i = 0; i < n; i++) {
+            fprintf(out, " --%s '", k ? "exclude" : "include");
+            mt_fputs_escaped(globs[i], out);
+            fputc('\'', out);
+        }
+    }
+    mt_amount_t a = mt_sites_filtered_out(sites);
+    char size[32];
+    fprintf(out, ": left out %s in %" PRIu64 " %s\n",
+            mt_format_size(a.bytes, size, sizeof size), a.count,
+            mt__plural(a.count, "allocation", "allocations"));
+}
+
 int mt__report_with_sites(FILE *out, mt_capture_t *cap, mt_view_t view,
                           const mt_report_opts_t *opts,
                           mt_sites_writer_fn json, mt_sites_writer_fn text)
 {
     mt_sites_t *sites;
-    int rc = mt_sites_build(cap, view, &sites);
+    mt_sites_opts_t o = {view, opts ? opts->filter : NULL, NULL, NULL};
+    int rc = mt_sites_build_opts(cap, &o, &sites);
     if (rc)
         return rc;
     (opts && opts->json ? json : text)(out, cap, sites);

@@ -46,6 +46,19 @@ int mt__report_with_sites(FILE *out, mt_capture_t *cap, mt_view_t view,
                           const mt_report_opts_t *opts,
                           mt_sites_writer_fn json, mt_sites_writer_fn text);
 
+/* The filter as JSON: {"include": [glob...], "exclude": [glob...]}, or
+ * null without one. */
+void mt__json_filter(mt_json_t *j, const mt_filter_t *filter);
+
+/* The fields "filter" (mt__json_filter), "filtered_bytes" and
+ * "filtered_allocations" (what the filter left out) of sites. */
+void mt__json_filter_fields(mt_json_t *j, const mt_sites_t *sites);
+
+/* With a filter, one text line naming its globs and what it left out
+ * ("Filter: --include 'myproj/ANY': left out 1.2 MiB in 30
+ * allocations"); nothing without one. */
+void mt__text_filter(FILE *out, const mt_sites_t *sites);
+
 /* The view's name in JSON: "peak", "leaks", "all" or "temporary". */
 const char *mt__view_name(mt_view_t view);
 

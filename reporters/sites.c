@@ -12,17 +12,20 @@
 
 #include "common/format.h"
 #include "memtrace/reporters.h"
+#include "stacks.h"
 
 #define SITE_UNSET UINT32_MAX        /* memo: not computed yet */
 #define SITE_NONE (UINT32_MAX - 1)   /* memo: no Python frame up to root */
-#define FRAMES_PER_NODE 64           /* inlining depth we look at per node */
+#define FRAMES_PER_NODE MT__STACK_FRAMES /* inlining depth per node */
 
 struct mt_sites_s {
     mt_capture_t *cap;
-    mt_frames_fn fn;
-    void *ctx;
+    mt__stacks_t stacks;  /* frames as shown (memtrace's own left out) */
+    const mt_filter_t *filter; /* NULL or a filter with globs */
+    mt_amount_t filtered; /* what the filter left out */
     mt_view_t view;
     int python;           /* the capture has Python frames: prefer them */
+    uint8_t *excluded;    /* [capacity] per site: 0 unknown, 1 kept, 2 out */
 
     mt_site_t *sites;     /* insertion order; site keys of every memo */
     size_t count, capacity;
@@ -256,6 +259,10 @@ static uint32_t site_key(mt_sites_t *s, const mt_frame_t *f)
         if (!sites)
             return SITE_UNSET;
         s->sites = sites;
+        uint8_t *excluded = realloc(s->excluded, cap);
+        if (!excluded)
+            return SITE_UNSET;
+        s->excluded = excluded;
         s->capacity = cap;
     }
     const char *module = intern(s, f->module);
@@ -267,16 +274,19 @@ static uint32_t site_key(mt_sites_t *s, const mt_frame_t *f)
     site->frame.file = file;
     site->frame.line = f->line;
     site->frame.module = module;
+    s->excluded[s->count] = 0;
     s->site_table[j] = (uint32_t)s->count + 1;
     return (uint32_t)s->count++;
 }
 
 /* ---- Resolving a node's site ------------------------------------------ */
 
-static size_t node_frames(mt_sites_t *s, uint32_t node)
+/* The shown frames of node into s->frames; *cut: its callers are not
+ * part of the stack (see mt__stacks_frames). */
+static size_t node_frames(mt_sites_t *s, uint32_t node, int *cut)
 {
-    size_t n = s->fn(s->ctx, node, s->frames, FRAMES_PER_NODE);
-    return n > FRAMES_PER_NODE ? FRAMES_PER_NODE : n;
+    return mt__stacks_frames(&s->stacks, node, s->frames, FRAMES_PER_NODE,
+                             cut);
 }
 
 static uint32_t node_parent(const mt_sites_t *s, uint32_t node)
@@ -294,12 +304,15 @@ static uint32_t resolve(mt_sites_t *s, uint32_t node, int python)
     size_t depth = 0;
     uint32_t result = SITE_UNSET, fallback = SITE_UNSET;
     uint32_t n = node;
+    int top = 0; /* the walk reached the top of the stack */
     for (;;) {
         if (memo[n] != SITE_UNSET) {
             result = memo[n];
+            top = n == 0;
             break;
         }
-        size_t k = node_frames(s, n);
+        int cut = 0;
+        size_t k = node_frames(s, n, &cut);
         for (size_t i = 0; i < k; i++) {
             int match = python ? mt_frame_is_python(&s->frames[i])
                                : !mt_frame_is_allocator(&s->frames[i]);
@@ -330,9 +343,14 @@ static uint32_t resolve(mt_sites_t *s, uint32_t node, int python)
             s->chain_cap = cap;
         }
         s->chain[depth++] = n;
+        if (cut) { /* the stack starts at n: as if its parent were root */
+            result = python ? SITE_NONE : s->unknown;
+            top = 1;
+            break;
+        }
         n = node_parent(s, n);
     }
-    if (!python && result == s->unknown && n == 0 && fallback != SITE_UNSET)
+    if (!python && result == s->unknown && top && fallback != SITE_UNSET)
         result = fallback;
     for (size_t i = 0; i < depth; i++)
         memo[s->chain[i]] = result;
@@ -355,17 +373,32 @@ static uint32_t node_site(mt_sites_t *s, uint32_t node)
     return native != SITE_UNSET ? native : resolve(s, node, 0);
 }
 
-/* ---- Building, sorting, reading --------------------------------------- */
-
-static size_t capture_frames(void *ctx, uint32_t node, mt_frame_t *frames,
-                             size_t max)
+/* 1 when the filter keeps the allocations of node, whose site is k. */
+static int node_kept(mt_sites_t *s, uint32_t node, uint32_t k)
 {
-    return mt_capture_frames(ctx, node, frames, max);
+    if (!s->filter)
+        return 1;
+    if (!mt__stacks_included(&s->stacks, node))
+        return 0;
+    if (!s->excluded[k])
+        s->excluded[k] = mt__filter_any(s->filter, 1, &s->sites[k].frame)
+                             ? 2 : 1;
+    return s->excluded[k] == 1;
 }
+
+/* ---- Building, sorting, reading --------------------------------------- */
 
 int mt_sites_build(mt_capture_t *cap, mt_view_t view, mt_sites_t **out)
 {
-    return mt_sites_build_with(cap, view, capture_frames, cap, out);
+    mt_sites_opts_t o = {view, NULL, NULL, NULL};
+    return mt_sites_build_opts(cap, &o, out);
+}
+
+int mt_sites_build_with(mt_capture_t *cap, mt_view_t view, mt_frames_fn fn,
+                        void *ctx, mt_sites_t **out)
+{
+    mt_sites_opts_t o = {view, NULL, fn, ctx};
+    return mt_sites_build_opts(cap, &o, out);
 }
 
 static int sites_setup(mt_sites_t *s)
@@ -390,30 +423,21 @@ static int sites_setup(mt_sites_t *s)
     return 0;
 }
 
-int mt_sites_build_with(mt_capture_t *cap, mt_view_t view, mt_frames_fn fn,
-                        void *ctx, mt_sites_t **out)
+/* Adds the amount of every node of the view to its site. */
+static int sites_fill(mt_sites_t *s)
 {
-    *out = NULL;
-    mt_sites_t *s = calloc(1, sizeof *s);
-    if (!s)
-        return MT_ENOMEM;
-    s->cap = cap;
-    s->fn = fn;
-    s->ctx = ctx;
-    s->view = view;
-    s->nnodes = mt_capture_node_count(cap);
-    const mt_header_t *hdr = mt_capture_header(cap);
-    s->python = hdr && (hdr->flags & MT_FLAG_PYTHON);
-    int rc = sites_setup(s);
-    const mt_node_stats_t *stats = mt_capture_node_stats(cap);
-    for (size_t i = 0; rc == 0 && i < s->nnodes; i++) {
-        mt_amount_t a = mt_view_amount(&stats[i], view);
+    const mt_node_stats_t *stats = mt_capture_node_stats(s->cap);
+    for (size_t i = 0; i < s->nnodes; i++) {
+        mt_amount_t a = mt_view_amount(&stats[i], s->view);
         if (!a.bytes && !a.count)
             continue;
         uint32_t k = node_site(s, (uint32_t)i);
-        if (k == SITE_UNSET) {
-            rc = MT_ENOMEM;
-            break;
+        if (k == SITE_UNSET || s->stacks.oom)
+            return MT_ENOMEM;
+        if (!node_kept(s, (uint32_t)i, k)) {
+            s->filtered.bytes += a.bytes;
+            s->filtered.count += a.count;
+            continue;
         }
         mt_site_t *site = &s->sites[k];
         site->amount.bytes += a.bytes;
@@ -425,6 +449,27 @@ int mt_sites_build_with(mt_capture_t *cap, mt_view_t view, mt_frames_fn fn,
             site->heaviest_node = (uint32_t)i;
         }
     }
+    return s->stacks.oom ? MT_ENOMEM : 0;
+}
+
+int mt_sites_build_opts(mt_capture_t *cap, const mt_sites_opts_t *opts,
+                        mt_sites_t **out)
+{
+    *out = NULL;
+    mt_sites_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return MT_ENOMEM;
+    s->cap = cap;
+    s->view = opts->view;
+    s->filter = mt_filter_active(opts->filter) ? opts->filter : NULL;
+    s->nnodes = mt_capture_node_count(cap);
+    const mt_header_t *hdr = mt_capture_header(cap);
+    s->python = hdr && (hdr->flags & MT_FLAG_PYTHON);
+    int rc = mt__stacks_init(&s->stacks, cap, opts->fn, opts->ctx, s->filter);
+    if (rc == 0)
+        rc = sites_setup(s);
+    if (rc == 0)
+        rc = sites_fill(s);
     if (rc == 0) {
         s->order = malloc((s->count ? s->count : 1) * sizeof *s->order);
         s->rank = malloc((s->count ? s->count : 1) * sizeof *s->rank);
@@ -443,6 +488,26 @@ int mt_sites_build_with(mt_capture_t *cap, mt_view_t view, mt_frames_fn fn,
     return 0;
 }
 
+int mt_sites_node_kept(mt_sites_t *s, uint32_t node)
+{
+    if (node >= s->nnodes)
+        return 0;
+    if (!s->filter)
+        return 1;
+    uint32_t k = node_site(s, node);
+    return k != SITE_UNSET && node_kept(s, node, k);
+}
+
+mt_amount_t mt_sites_filtered_out(const mt_sites_t *s)
+{
+    return s->filtered;
+}
+
+const mt_filter_t *mt_sites_filter(const mt_sites_t *s)
+{
+    return s->filter;
+}
+
 void mt_sites_free(mt_sites_t *s)
 {
     if (!s)
@@ -457,6 +522,8 @@ void mt_sites_free(mt_sites_t *s)
     free(s->native_memo);
     free(s->python_memo);
     free(s->chain);
+    free(s->excluded);
+    mt__stacks_release(&s->stacks);
     free(s);
 }
 
@@ -520,7 +587,12 @@ size_t mt_sites_of_node(const mt_sites_t *s, uint32_t node)
     uint32_t k = s->native_memo[node];
     if (s->python && s->python_memo[node] != SITE_NONE)
         k = s->python_memo[node];
-    return k < s->count ? s->rank[k] : SIZE_MAX;
+    /* Building computed what kept() reads for every node with an amount:
+     * nothing is written here. */
+    if (k >= s->count ||
+        (s->filter && !mt_sites_node_kept((mt_sites_t *)s, node)))
+        return SIZE_MAX;
+    return s->rank[k];
 }
 
 /* Copies the stack of node into frames; skip_allocator leaves out the
@@ -533,8 +605,10 @@ static size_t stack_walk(mt_sites_t *s, uint32_t node, mt_frame_t *frames,
     size_t out = 0;
     int skipping = skip_allocator;
     *truncated = 0;
-    for (uint32_t n = node; n != 0 && n < s->nnodes; n = node_parent(s, n)) {
-        size_t k = node_frames(s, n);
+    int cut = 0;
+    for (uint32_t n = node; n != 0 && n < s->nnodes && !cut;
+         n = node_parent(s, n)) {
+        size_t k = node_frames(s, n, &cut);
         for (size_t i = 0; i < k; i++) {
             if (skipping && mt_frame_is_allocator(&s->frames[i]))
                 continue;

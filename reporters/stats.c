@@ -12,6 +12,8 @@
  *                     every allocator kind, zeros included},
  *    "size_histogram": [{"min": int, "max": int, "count": int}, ...],
  *                      (non-empty power-of-two buckets, min..max inclusive)
+ *    "filter": {"include": [str], "exclude": [str]}|null,
+ *    "filtered_bytes": int, "filtered_allocations": int, (sites only)
  *    "top_by_bytes": [site entry as in `memtrace report`, at most 5],
  *    "top_by_count": [the same, sorted by number of allocations]} */
 #include <inttypes.h>
@@ -98,6 +100,7 @@ static void stats_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     }
     mt__json_end_array(&j);
 
+    mt__json_filter_fields(&j, sites);
     mt__json_key(&j, "top_by_bytes");
     mt__json_site_list(&j, sites, STATS_TOP);
     mt_sites_sort(sites, 1);
@@ -179,6 +182,7 @@ static void stats_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     fprintf(out, "Current memory:        %s in %" PRIu64 " %s\n",
             mt_format_size(t->current_bytes, a, sizeof a), t->current_count,
             mt__plural(t->current_count, "allocation", "allocations"));
+    mt__text_filter(out, sites);
 
     int any = 0;
     for (unsigned k = 0; k < MT_ALLOCATOR_COUNT; k++) {

@@ -13,6 +13,8 @@
  *    "warning": str|null, "aggregate": bool, "checkpoint_s": float|null,
  *    "parent_pid": int|null, "root_pid": int|null, "origin": str|null,
  *    "children": [int...],
+ *    "filter": {"include": [str], "exclude": [str]}|null,
+ *    "filtered_bytes": int, "filtered_allocations": int,
  *    "top": [site entry as in `memtrace report`, at most 5],
  *    "window": {"from_s": float, "to_s": float, "start_bytes": int,
  *               "clamped": bool} | null,
@@ -132,6 +134,7 @@ static void summary_json(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
     else
         mt__json_string(&j, NULL);
     process_json(&j, h, cap);
+    mt__json_filter_fields(&j, sites);
     mt__json_key(&j, "top");
     mt__json_site_list(&j, sites, MT_SUMMARY_TOP);
     mt__json_job(&j, cap);
@@ -216,6 +219,7 @@ static void summary_text(FILE *out, mt_capture_t *cap, mt_sites_t *sites)
         fputs("Note: the tracer stopped early; some events are missing.\n",
               out);
     mt__text_job(out, cap);
+    mt__text_filter(out, sites);
 
     size_t n = mt_sites_count(sites);
     if (n == 0) {

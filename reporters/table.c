@@ -15,6 +15,8 @@
  *    "temporary", "view_words": str, "bytes": int, "count": int,
  *    "peak_bytes": int, "current_bytes": int, "total_allocations": int,
  *    "total_bytes_allocated": int, "complete": bool, "warning": str|null,
+ *    "filter": {"include": [str], "exclude": [str]}|null,
+ *    "filtered_bytes": int, "filtered_allocations": int,
  *    "sites_total": int, "omitted_sites": int, "omitted_bytes": int,
  *    "omitted_count": int,
  *    "sites": [{"bytes": int, "count": int, "function": str, "file": str,
@@ -314,6 +316,7 @@ static int table_data(FILE *out, mt_capture_t *cap, mt_sites_t *sites,
     mt__json_bool(&j, t->complete);
     mt__json_key(&j, "warning");
     mt__json_string(&j, mt_capture_warning(cap));
+    mt__json_filter_fields(&j, sites);
     /* A page a browser can open: the largest sites only, the rest summed
      * up. */
     size_t n = count < MT_TABLE_MAX_SITES ? count : MT_TABLE_MAX_SITES;
@@ -345,7 +348,8 @@ int mt_report_table(FILE *out, mt_capture_t *cap, const mt_table_opts_t *opts)
     mt_view_t view = opts && opts->view <= MT_VIEW_TEMPORARY ? opts->view
                                                              : MT_VIEW_PEAK;
     mt_sites_t *sites;
-    int rc = mt_sites_build(cap, view, &sites);
+    mt_sites_opts_t o = {view, opts ? opts->filter : NULL, NULL, NULL};
+    int rc = mt_sites_build_opts(cap, &o, &sites);
     if (rc)
         return rc;
     fputs(page_head, out);

@@ -12,6 +12,8 @@
  * JSON shape:
  *   {"capture": str, "view": "peak"|"leaks"|"all"|"temporary",
  *    "complete": bool, "warning": str|null,
+ *    "filtered_bytes": int, "filtered_allocations": int, (left out by the
+ *                                                        filter)
  *    "bytes": int, "count": int,       (everything in the view)
  *    "stacks": int, "shown_stacks": int,
  *    "other_stacks": int, "other_bytes": int, "other_count": int,
@@ -28,9 +30,10 @@
 
 #include "json.h"
 #include "report_util.h"
+#include "stacks.h"
 
 #define NONE UINT32_MAX
-#define FRAMES_PER_NODE 64
+#define FRAMES_PER_NODE MT__STACK_FRAMES
 #define MIN_WIDTH 40
 #define DEFAULT_WIDTH 100
 #define MIN_LABEL 16     /* columns a label keeps before guides are cut */
@@ -66,6 +69,8 @@ typedef struct tree_s {
     size_t stacks;          /* display nodes with a self amount */
     size_t shown_stacks;
     mt_amount_t other;      /* self amounts of the stacks not shown */
+    mt__stacks_t sv;        /* frames as shown (memtrace's own left out) */
+    mt_sites_t *sites;      /* with a filter: what it keeps; else NULL */
     mt_frame_t frames[FRAMES_PER_NODE];
 } tree_t;
 
@@ -182,9 +187,13 @@ static uint32_t resolve(tree_t *t, uint32_t n)
     uint32_t d = t->disp[n];
     while (depth > 0) {
         uint32_t m = t->chain[--depth];
-        size_t k = mt_capture_frames(t->cap, m, t->frames, FRAMES_PER_NODE);
-        if (k > FRAMES_PER_NODE)
-            k = FRAMES_PER_NODE;
+        int cut = 0;
+        size_t k = mt__stacks_frames(&t->sv, m, t->frames,
+                                     FRAMES_PER_NODE, &cut);
+        if (t->sv.oom)
+            return NONE;
+        if (cut) /* the program's stack starts here */
+            d = 0;
         /* frames[0] is the innermost (inlined) frame: callers go first. */
         for (size_t i = k; i-- > 0;) {
             d = child_of(t, d, &t->frames[i]);
@@ -214,10 +223,18 @@ static uint32_t leaf_of(tree_t *t, uint32_t n)
     return leaf == 0 ? d : leaf;
 }
 
-static int tree_build(tree_t *t, mt_capture_t *cap, mt_view_t view)
+static int tree_build(tree_t *t, mt_capture_t *cap, mt_view_t view,
+                      const mt_filter_t *filter)
 {
     t->cap = cap;
     t->ncap = mt_capture_node_count(cap);
+    int rc = mt__stacks_init(&t->sv, cap, NULL, NULL, NULL);
+    if (rc == 0 && mt_filter_active(filter)) {
+        mt_sites_opts_t so = {view, filter, NULL, NULL};
+        rc = mt_sites_build_opts(cap, &so, &t->sites);
+    }
+    if (rc)
+        return rc;
     t->disp = malloc((t->ncap ? t->ncap : 1) * sizeof *t->disp);
     if (!t->disp)
         return MT_ENOMEM;
@@ -230,6 +247,8 @@ static int tree_build(tree_t *t, mt_capture_t *cap, mt_view_t view)
     for (size_t i = 0; i < t->ncap; i++) {
         mt_amount_t a = mt_view_amount(&stats[i], view);
         if (!a.bytes && !a.count)
+            continue;
+        if (t->sites && !mt_sites_node_kept(t->sites, (uint32_t)i))
             continue;
         uint32_t leaf = leaf_of(t, (uint32_t)i);
         if (leaf == NONE)
@@ -334,6 +353,8 @@ static int tree_select(tree_t *t, size_t top)
 
 static void tree_free(tree_t *t)
 {
+    mt__stacks_release(&t->sv);
+    mt_sites_free(t->sites);
     free(t->nodes);
     free(t->table);
     free(t->disp);
@@ -663,6 +684,8 @@ static int tree_text(FILE *out, mt_capture_t *cap, const tree_t *t,
                  "their summed heaps)", mt_capture_process_count(cap));
         put_text_line(&r, line);
     }
+    if (t->sites)
+        mt__text_filter(out, t->sites);
     if (t->stacks == 0)
         return 0;
     if (t->stacks == 1)
@@ -748,6 +771,11 @@ static void tree_json(FILE *out, const tree_t *t, mt_capture_t *cap,
         json_str(out, "warning", mt_capture_warning(cap));
     else
         fputs("\"warning\": null", out);
+    mt_amount_t left = t->sites ? mt_sites_filtered_out(t->sites)
+                                : (mt_amount_t){0, 0};
+    fprintf(out, ",\n  \"filtered_bytes\": %" PRIu64
+                 ",\n  \"filtered_allocations\": %" PRIu64,
+            left.bytes, left.count);
     fprintf(out,
             ",\n  \"bytes\": %" PRIu64 ",\n  \"count\": %" PRIu64
             ",\n  \"stacks\": %zu,\n  \"shown_stacks\": %zu"
@@ -784,7 +812,7 @@ int mt_report_tree(FILE *out, mt_capture_t *cap, const mt_tree_opts_t *opts)
     size_t top = opts && opts->top ? opts->top : MT_TREE_DEFAULT_TOP;
     tree_t t;
     memset(&t, 0, sizeof t);
-    int rc = tree_build(&t, cap, view);
+    int rc = tree_build(&t, cap, view, opts ? opts->filter : NULL);
     if (rc == 0)
         rc = tree_select(&t, top);
     if (rc == 0) {

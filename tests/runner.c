@@ -18,6 +18,7 @@ int main(void)
     srunner_add_suite(sr, mt_test_aggregate_suite());
     srunner_add_suite(sr, mt_test_stages_suite());
     srunner_add_suite(sr, mt_test_window_suite());
+    srunner_add_suite(sr, mt_test_filter_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

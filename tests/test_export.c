@@ -82,8 +82,8 @@ static char *export_text(mt_capture_t *cap, int pprof, size_t *len)
     size_t size = 0;
     FILE *f = open_memstream(&data, &size);
     ck_assert_ptr_nonnull(f);
-    int rc = pprof ? mt_report_pprof(f, cap, MT_VIEW_PEAK)
-                   : mt_report_speedscope(f, cap, MT_VIEW_PEAK);
+    int rc = pprof ? mt_report_pprof(f, cap, MT_VIEW_PEAK, NULL)
+                   : mt_report_speedscope(f, cap, MT_VIEW_PEAK, NULL);
     ck_assert_int_eq(rc, 0);
     fclose(f);
     *len = size;
@@ -176,8 +176,8 @@ START_TEST(write_errors_are_reported)
         FILE *f = fopen("/dev/full", "w");
         if (!f)
             break; /* no /dev/full here: nothing to test */
-        int rc = pprof ? mt_report_pprof(f, cap, MT_VIEW_LEAKS)
-                       : mt_report_speedscope(f, cap, MT_VIEW_LEAKS);
+        int rc = pprof ? mt_report_pprof(f, cap, MT_VIEW_LEAKS, NULL)
+                       : mt_report_speedscope(f, cap, MT_VIEW_LEAKS, NULL);
         ck_assert_int_eq(rc, MT_EIO);
         fclose(f);
     }

@@ -589,7 +589,7 @@ typedef int (*report_fn)(FILE *, mt_capture_t *, const mt_report_opts_t *);
 static char *render(report_fn fn, mt_capture_t *cap, int json, size_t top,
                     mt_view_t view)
 {
-    mt_report_opts_t opts = {json, top, view};
+    mt_report_opts_t opts = {json, top, view, NULL};
     membuf_t m;
     mb_open(&m);
     ck_assert_int_eq(fn(m.f, cap, &opts), 0);

@@ -15,3 +15,4 @@ Suite *mt_test_stages_suite(void);
 Suite *mt_test_window_suite(void);
 
 #endif
+Suite *mt_test_filter_suite(void);

@@ -27,11 +27,69 @@ typedef enum mt_view_e {
     MT_VIEW_TEMPORARY, /* allocations freed soon after they were made */
 } mt_view_t;
 
+/* ---- Filters (reporters/filter.c) ----------------------------------------
+ * Which allocations a report looks at, by the paths of their frames: a
+ * frame's source file, and for native frames its shared object too.
+ *
+ * A glob is an fnmatch(3) pattern in which '*' also matches '/'. It matches
+ * a path when it matches the whole path or, as in .gitignore, a directory
+ * on it (which stands for everything under it); unless it starts with
+ * '/', it may match any run of whole components, not only from the start.
+ * (Below, ANY stands for '*', which a C comment cannot hold after a '/'.)
+ * "myproj" and "myproj/ANY" match "/home/me/myproj/app/db.py", "db.py"
+ * matches ".../app/db.py", "site-packages" any file of an installed
+ * package, "/home/me" everything under /home/me, "libz.so*" the library.
+ *
+ * include: an allocation is kept when some frame of its stack matches one
+ * of the include globs (no include glob: every allocation). "The memory my
+ * code caused", including what libraries allocated for it.
+ * exclude: an allocation is dropped when its site (the frame the reports
+ * list it under, see mt_site_t) matches one of the exclude globs: "not the
+ * memory allocated inside these files". Callers further up the stack (a
+ * test runner, a framework, a console script in site-packages) do not
+ * count, so excluding site-packages keeps your code's own allocations even
+ * when pytest or a web framework called it.
+ * Both together: kept when included and not excluded.
+ *
+ * memtrace's own frames are left out of every report with or without a
+ * filter (see mt_frame_is_memtrace). */
+typedef struct mt_filter_s mt_filter_t;
+
+/* A filter that keeps everything. Returns 0 and *out (owned; release with
+ * mt_filter_free) or MT_ENOMEM. */
+MT_EXTERN int mt_filter_new(mt_filter_t **out);
+/* Frees it; NULL is fine. */
+MT_EXTERN void mt_filter_free(mt_filter_t *filter);
+/* Adds an include or exclude glob (copied). Returns 0, MT_EINVAL for an
+ * empty glob, or MT_ENOMEM. */
+MT_EXTERN int mt_filter_include(mt_filter_t *filter, const char *glob);
+MT_EXTERN int mt_filter_exclude(mt_filter_t *filter, const char *glob);
+/* 1 when filter is not NULL and has a glob. */
+MT_EXTERN int mt_filter_active(const mt_filter_t *filter);
+/* The globs, in the order given (borrowed); *count set. */
+MT_EXTERN const char *const *mt_filter_globs(const mt_filter_t *filter,
+                                             int exclude, size_t *count);
+
+/* 1 when glob matches path as described above. */
+MT_EXTERN int mt_path_matches(const char *glob, const char *path);
+
+/* 1 when frame's file, or its shared object, matches glob. */
+MT_EXTERN int mt_frame_matches(const char *glob, const mt_frame_t *frame);
+
+/* 1 when frame is memtrace's own: a file of its Python package (the
+ * launcher of `memtrace run`, memtrace.Tracker), its CPython extension, or
+ * its preload library (the hooks). Reports leave such frames out; for
+ * `memtrace run`, they also leave out what the launcher runs the program
+ * under: every frame outside the launcher, and the runpy and interpreter
+ * frames between the launcher and the program's first frame. */
+MT_EXTERN int mt_frame_is_memtrace(const mt_frame_t *frame);
+
 /* Options of the reports. Zero-initialise and set what you need. */
 typedef struct mt_report_opts_s {
     int json;        /* 1: JSON instead of text */
     size_t top;      /* number of sites; 0 means the report's default */
     mt_view_t view;  /* report only: any MT_VIEW_* (default peak) */
+    const mt_filter_t *filter; /* NULL: every allocation (borrowed) */
 } mt_report_opts_t;
 
 /* Default number of sites of `memtrace report` and of summary/stats. */
@@ -55,7 +113,8 @@ typedef size_t (*mt_frames_fn)(void *ctx, uint32_t node, mt_frame_t *frames,
 
 /* One site: where allocations were made, with the amounts of one view.
  * The site is the innermost Python frame of a stack, or, when it has none,
- * its innermost frame outside the allocator (mt_frame_is_allocator). A stack
+ * its innermost frame outside the allocator (mt_frame_is_allocator);
+ * memtrace's own frames are never sites (mt_frame_is_memtrace). A stack
  * with no frame at all (node 0) belongs to the site "<unknown>". */
 typedef struct mt_site_s {
     mt_frame_t frame;          /* strings owned by the mt_sites_t */
@@ -78,6 +137,30 @@ MT_EXTERN int mt_sites_build_with(mt_capture_t *cap, mt_view_t view,
                                   mt_frames_fn fn, void *ctx,
                                   mt_sites_t **out);
 
+/* The same with every option: filter (NULL: keep everything; borrowed,
+ * it must outlive the sites) leaves allocations out, fn NULL means
+ * mt_capture_frames. */
+typedef struct mt_sites_opts_s {
+    mt_view_t view;
+    const mt_filter_t *filter;
+    mt_frames_fn fn;
+    void *ctx;
+} mt_sites_opts_t;
+MT_EXTERN int mt_sites_build_opts(mt_capture_t *cap,
+                                  const mt_sites_opts_t *opts,
+                                  mt_sites_t **out);
+
+/* 1 when the filter keeps the allocations made with node's stack (node
+ * < the capture's node count). */
+MT_EXTERN int mt_sites_node_kept(mt_sites_t *sites, uint32_t node);
+
+/* What the filter left out of the view (zero without a filter). */
+MT_EXTERN mt_amount_t mt_sites_filtered_out(const mt_sites_t *sites);
+
+/* The filter the sites were built with (borrowed), NULL when none (or one
+ * without globs). */
+MT_EXTERN const mt_filter_t *mt_sites_filter(const mt_sites_t *sites);
+
 /* Frees the sites; NULL is fine. */
 MT_EXTERN void mt_sites_free(mt_sites_t *sites);
 
@@ -95,7 +178,8 @@ MT_EXTERN size_t mt_sites_of_node(const mt_sites_t *sites, uint32_t node);
 
 /* The stack of node, innermost first, into frames[0, max): the frames of
  * node, then of its parent, up to the root, with the innermost frames that
- * are inside the allocator left out. Returns the number written; sets
+ * are inside the allocator left out, and memtrace's own frames too (see
+ * mt_frame_is_memtrace). Returns the number written; sets
  * *truncated (when not NULL) to 1 when the stack had more than max frames.
  * Frame strings are owned by the capture (or the test's symbolizer). */
 MT_EXTERN size_t mt_sites_stack(mt_sites_t *sites, uint32_t node,
@@ -168,6 +252,7 @@ typedef struct mt_flamegraph_opts_s {
                           merged into "other"; 0 means 0.001 (0.1%) */
     size_t max_bytes;  /* page budget; 0 means 10 MB. Over it, the
                           threshold is raised until the page fits. */
+    const mt_filter_t *filter; /* NULL: every allocation (borrowed) */
 } mt_flamegraph_opts_t;
 
 /* `memtrace flamegraph`: writes one self-contained HTML page to out (no
@@ -194,6 +279,7 @@ typedef struct mt_tree_opts_s {
                         is taken as 40 */
     int ascii;       /* text: ASCII guides and "..." instead of box-drawing
                         characters and an ellipsis (non-UTF-8 terminals) */
+    const mt_filter_t *filter; /* NULL: every allocation (borrowed) */
 } mt_tree_opts_t;
 
 /* `memtrace tree`: the stacks of the view as a call tree, root first,
@@ -210,6 +296,7 @@ MT_EXTERN int mt_report_tree(FILE *out, mt_capture_t *cap,
 /* Options of mt_report_table. Zero-initialise and set what you need. */
 typedef struct mt_table_opts_s {
     mt_view_t view;  /* any MT_VIEW_* (default peak) */
+    const mt_filter_t *filter; /* NULL: every allocation (borrowed) */
 } mt_table_opts_t;
 
 /* `memtrace table`: a self-contained HTML page (no network access) with a
@@ -227,21 +314,25 @@ MT_EXTERN int mt_report_table(FILE *out, mt_capture_t *cap,
  * csv: "snapshot,bytes,count,function,file,line,module" rows, one per site
  * at the high-water mark ("peak") and at the end ("leaks"), RFC 4180
  * quoting, a leading = + - @ prefixed with '. Both return 0 or MT_E*. */
-MT_EXTERN int mt_report_folded(FILE *out, mt_capture_t *cap, mt_view_t view);
-MT_EXTERN int mt_report_csv(FILE *out, mt_capture_t *cap);
+MT_EXTERN int mt_report_folded(FILE *out, mt_capture_t *cap, mt_view_t view,
+                               const mt_filter_t *filter);
+MT_EXTERN int mt_report_csv(FILE *out, mt_capture_t *cap,
+                            const mt_filter_t *filter);
 
 /* speedscope (reporters/export_speedscope.c): speedscope's JSON file format,
  * four sampled profiles over one frame list: live bytes and allocations in
  * view (MT_VIEW_PEAK or MT_VIEW_LEAKS; the profile shown first), and bytes
- * and allocations over the whole run. Returns 0 or MT_E*. */
+ * and allocations over the whole run; filter (NULL: none) leaves
+ * allocations out as in the reports. Returns 0 or MT_E*. */
 MT_EXTERN int mt_report_speedscope(FILE *out, mt_capture_t *cap,
-                                   mt_view_t view);
+                                   mt_view_t view, const mt_filter_t *filter);
 
 /* pprof (reporters/export_pprof.c): a gzipped profile.proto with Go's heap
  * sample types: alloc_objects, alloc_space (the whole run), inuse_objects,
  * inuse_space (live in view, the default type). Binary: out should be a
- * file. Returns 0 or MT_E*. */
-MT_EXTERN int mt_report_pprof(FILE *out, mt_capture_t *cap, mt_view_t view);
+ * file. filter as for speedscope. Returns 0 or MT_E*. */
+MT_EXTERN int mt_report_pprof(FILE *out, mt_capture_t *cap, mt_view_t view,
+                              const mt_filter_t *filter);
 
 /* ---- Diff (reporters/diff.c) ------------------------------------------------
  * Sites of two captures matched by location (function, file, line): size,
@@ -252,6 +343,7 @@ typedef struct mt_diff_input_s {
     mt_capture_t *before, *after;
     const char *before_path, *after_path;
     mt_view_t view;
+    const mt_filter_t *filter; /* NULL: every allocation (borrowed) */
 } mt_diff_input_t;
 MT_EXTERN int mt_report_diff(FILE *out, const mt_diff_input_t *in,
                              const mt_report_opts_t *opts);

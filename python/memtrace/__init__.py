@@ -126,13 +126,20 @@ class Tracker:
         return False
 
 
-def report(path, top=10):
+def report(path, top=10, include=(), exclude=()):
     """The text of ``memtrace report PATH --top TOP``: the heap at its peak,
-    the top sites with their stacks. Raises Error when memtrace fails (the
-    message is memtrace's)."""
+    the top sites with their stacks. include and exclude are globs, as
+    ``--include`` and ``--exclude`` take them (see ``memtrace help
+    report``). Raises Error when memtrace fails (the message is
+    memtrace's)."""
     import subprocess
     path = os.fspath(path)
     cmd = [_find("MEMTRACE"), "report", path, "--top", str(int(top))]
+    for option, globs in (("--include", include), ("--exclude", exclude)):
+        if isinstance(globs, str):
+            globs = [globs]
+        for glob in globs:
+            cmd += [option, os.fspath(glob)]
     cp = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                         stderr=subprocess.PIPE, universal_newlines=True)
     if cp.returncode != 0:

@@ -545,6 +545,12 @@
       'Frames holding less than ' + (data.threshold * 100) + '% of the total are merged ' +
       'into one "other" box per caller';
     notes += data.merged ? ' (' + plural(data.merged, 'frame', 'frames') + ' merged).' : ' (none here).';
+    if (data.filter) {
+      var f = [];
+      data.filter.include.forEach(function (g) { f.push('--include ' + g); });
+      data.filter.exclude.forEach(function (g) { f.push('--exclude ' + g); });
+      notes += ' Filtered with ' + f.join(' ') + ': only the allocations it keeps are shown.';
+    }
     $('notes').textContent = notes;
 
     var imports = $('hide-imports'), native = $('show-native');
