@@ -147,7 +147,26 @@ class PythonWorkers(FollowTest):
             # own Python code, never into C.
             self.assertTrue(all(f["file"].endswith(".py") or f["file"].startswith("<")
                                 for f in entry["stack"]), entry["stack"])
+        self.check_combined(sums)
         return sums, by_pid, root
+
+    def check_combined(self, sums):
+        """The root's capture read alone reports the whole job: every
+        process listed, and the four tasks' 12,000,010 bytes (kept until
+        each worker ends, so in its leaks) summed at the known line."""
+        whole = json.loads(memtrace("report", self.out, "--leaks", "--json",
+                                    "--top", "200").stdout)
+        self.assertEqual(sorted(p["pid"] for p in whole["processes"]),
+                         sorted(sums), whole["processes"])
+        got, count, _ = at_line(whole, WORKERS, ALLOC_LINE)
+        self.assertEqual((got, count), (sum(3_000_001 + i for i in range(4)), 4))
+        # At the job's high-water mark (the peak of the summed heaps) at
+        # least one task's memory is live, and never more than all four.
+        peak = json.loads(memtrace("report", self.out, "--json",
+                                   "--top", "200").stdout)
+        got, _, _ = at_line(peak, WORKERS, ALLOC_LINE)
+        self.assertGreaterEqual(got, 3_000_001)
+        self.assertLessEqual(got, 12_000_010)
 
     def test_pool_fork(self):
         sums, workers, root = self.run_workers("fork")
@@ -345,6 +364,7 @@ def make_cases():
         else:  # the start-up hook on every version: the spawn case
             globals()[name] = type(name, (FollowTest, unittest.TestCase), {
                 "PYTHON": path, "run_workers": PythonWorkers.run_workers,
+                "check_combined": PythonWorkers.check_combined,
                 "test_pool_spawn": PythonWorkers.test_pool_spawn})
     sys.stderr.write("test_workers: all cases on " + ", ".join([first, *system]) +
                      "; the spawn case on the others\n")
