@@ -300,47 +300,40 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
     return -1;
 }
 
-int mt__cmd_summary(int argc, char **argv)
+/* One reading command: its options (with_report_options: report's), then
+ * its report over the captures named. */
+static int read_command(const char *cmd, int argc, char **argv,
+                        int with_report_options, mt_reporter_fn fn)
 {
     mt_report_opts_t opts;
     char **paths;
     size_t n;
-    int rc = parse_read_args("summary", argc, argv, 0, &opts, &paths, &n);
-    return rc >= 0 ? rc : run_report("summary", paths, n, mt_report_summary, &opts);
+    int rc = parse_read_args(cmd, argc, argv, with_report_options, &opts,
+                             &paths, &n);
+    return rc >= 0 ? rc : run_report(cmd, paths, n, fn, &opts);
+}
+
+int mt__cmd_summary(int argc, char **argv)
+{
+    return read_command("summary", argc, argv, 0, mt_report_summary);
 }
 
 int mt__cmd_report(int argc, char **argv)
 {
-    mt_report_opts_t opts;
-    char **paths;
-    size_t n;
-    int rc = parse_read_args("report", argc, argv, 1, &opts, &paths, &n);
-    return rc >= 0 ? rc : run_report("report", paths, n, mt_report_top, &opts);
+    return read_command("report", argc, argv, 1, mt_report_top);
 }
 
 int mt__cmd_stats(int argc, char **argv)
 {
-    mt_report_opts_t opts;
-    char **paths;
-    size_t n;
-    int rc = parse_read_args("stats", argc, argv, 0, &opts, &paths, &n);
-    return rc >= 0 ? rc : run_report("stats", paths, n, mt_report_stats, &opts);
+    return read_command("stats", argc, argv, 0, mt_report_stats);
 }
 
 int mt__cmd_stages(int argc, char **argv)
 {
-    mt_report_opts_t opts;
-    char **paths;
-    size_t n;
-    int rc = parse_read_args("stages", argc, argv, 0, &opts, &paths, &n);
-    return rc >= 0 ? rc : run_report("stages", paths, n, mt_report_stages, &opts);
+    return read_command("stages", argc, argv, 0, mt_report_stages);
 }
 
 int mt__cmd_rss(int argc, char **argv)
 {
-    mt_report_opts_t opts;
-    char **paths;
-    size_t n;
-    int rc = parse_read_args("rss", argc, argv, 0, &opts, &paths, &n);
-    return rc >= 0 ? rc : run_report("rss", paths, n, mt_report_rss, &opts);
+    return read_command("rss", argc, argv, 0, mt_report_rss);
 }

@@ -3,7 +3,6 @@
  * `memtrace run`), fork handling and the flush at exit. */
 #include <dlfcn.h>
 #include <link.h>
-#include <lz4frame.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -243,12 +242,7 @@ static void fork_child(void)
     mt__g.fd = -1;
     /* The parent's /proc/self/statm (opened in the parent, it names the
      * parent) and compression context (round_lock was held: not in use). */
-    if (mt__g.statm_fd >= 0)
-        close(mt__g.statm_fd);
-    mt__g.statm_fd = -1;
-    if (mt__g.cctx)
-        LZ4F_freeCompressionContext(mt__g.cctx);
-    mt__g.cctx = NULL;
+    mt__writer_release_unlocked();
     mt__g.finished = 1;
     mt__self = NULL;
     mt__g.defs_len = 0;

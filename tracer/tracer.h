@@ -190,6 +190,9 @@ uint64_t mt__rss_bytes(void);
 int mt__writer_start(const char *path, int create_excl);
 /* Final round, trailer, close. Idempotent; safe at exit and in _exit. */
 void mt__writer_finish(void);
+/* Closes the session's /proc/self/statm and frees its compression context
+ * (round_lock held, or no writer running: a fork child). */
+void mt__writer_release_unlocked(void);
 /* From a fatal-signal handler: one last block of what can be taken
  * without waiting or allocating (maybe nothing). */
 void mt__writer_emergency(void);

@@ -611,13 +611,18 @@ void mt__writer_finish(void)
     /* A process may record many sessions (memtrace.Tracker, once per test
      * under the pytest plugin): each one's descriptor and compression
      * context go with it, or they pile up until open(2) fails. */
+    mt__writer_release_unlocked();
+    pthread_mutex_unlock(&mt__g.round_lock);
+}
+
+void mt__writer_release_unlocked(void)
+{
     if (mt__g.statm_fd >= 0)
         close(mt__g.statm_fd);
     mt__g.statm_fd = -1;
     if (mt__g.cctx)
         LZ4F_freeCompressionContext(mt__g.cctx);
     mt__g.cctx = NULL;
-    pthread_mutex_unlock(&mt__g.round_lock);
 }
 
 /* ---- The last word of a crashing process ---------------------------------- */
