@@ -12,7 +12,7 @@
 
 typedef struct mt_command_s {
     const char *name;
-    int (*fn)(int argc, char **argv); /* NULL: not in this version yet */
+    int (*fn)(int argc, char **argv);
     const char *synopsis;             /* one line for `memtrace help` */
     const char *help;                 /* `memtrace help NAME`; NULL: the
                                          command prints it on --help */
@@ -265,8 +265,6 @@ static const char rss_help[] =
     "unexplained_bytes}, verdict,\n"
     "complete, warning. A part that was not measured is null.\n";
 
-#define LATER "\n(Not available in this version yet.)\n"
-
 static const mt_command_t commands[] = {
     {"run", mt__cmd_run, "record a program's allocations", NULL},
     {"summary", mt__cmd_summary, "peak, current, totals, top locations",
@@ -397,11 +395,6 @@ int main(int argc, char **argv)
     if (argc >= 3 && is_help_flag(argv[2])) {
         mt__command_help(stdout, c->name);
         return 0;
-    }
-    if (!c->fn) {
-        fprintf(stderr, "memtrace: '%s' is not available in this version yet\n",
-                c->name);
-        return MT_EXIT_USAGE;
     }
     return c->fn(argc - 1, argv + 1);
 }
