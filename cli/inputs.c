@@ -181,6 +181,13 @@ static int stage_window(const char *path, const mt_inputs_t *in,
         print_load(path, rc, err, NULL);
         return -1;
     }
+    opts->window = 1;
+    opts->from_ns = 0;
+    opts->to_ns = UINT64_MAX;
+    if (mt_capture_header(cap)->flags & MT_FLAG_AGGREGATE) {
+        mt_capture_free(cap); /* no window at all: the load says why */
+        return 0;
+    }
     const char *fname = in->from.name, *tname = in->to.name;
     const mt_stage_t *from = fname ? find_stage(cap, fname) : NULL;
     const mt_stage_t *to = tname ? find_stage(cap, tname) : from;
@@ -191,9 +198,6 @@ static int stage_window(const char *path, const mt_inputs_t *in,
         mt_capture_free(cap);
         return -1;
     }
-    opts->window = 1;
-    opts->from_ns = 0;
-    opts->to_ns = UINT64_MAX;
     /* Seq 0 is "no edge": a stage entered before the first event starts
      * the window at the start anyway. A stage still open at the end of
      * the capture (end_seq UINT64_MAX) ends it there. */

@@ -239,6 +239,11 @@ class StageWindows(CaptureTest):
                             capture_output=True, text=True, timeout=60)
         self.assertEqual(cp.returncode, 2, cp.stderr)
         self.assertIn("not a pipe", cp.stderr)
+        agg, _ = self.record([prog("stages"), "window"], name="agg.bin",
+                             extra=("-q", "--aggregate"))
+        cp = memtrace("report", agg, "--from", "nope", check=False)
+        self.assertEqual(cp.returncode, 2)
+        self.assertIn("recorded with --aggregate", cp.stderr)
 
     def test_every_reading_command_takes_a_stage(self):
         self.assertEqual(report_json("tree", self.capture, "--from",
