@@ -8,7 +8,8 @@ tests/progs/phases.c, whose allocations come in phases 400 ms apart:
                 child_hold 3 MB. Peak of the sum 4 MB, sum of peaks 7 MB.
 
 Window edges sit in the middle of the sleeps, 200 ms from any allocation;
-the reader places them at RSS samples (10 ms)."""
+the reader places them at RSS samples (10 ms). Windows by stage name
+(StageWindows) are exact, on tests/progs/stages.c's window mode."""
 import json
 import os
 import subprocess
