@@ -50,10 +50,10 @@ struct mt_capture_s *mt__load_capture(const char *path,
                                       uint64_t temporary_threshold);
 /* ---- Input of the reading commands (cli/inputs.c) ---------------------- */
 
-/* A --from/--to value: seconds from the start, or a name (a stage name,
- * which later versions will accept, now a usage error: a stage's records
- * will give event seqs, and mt_load_opts_t.from_seq/to_seq take those as
- * exact edges). */
+/* A --from/--to value: seconds from the start, or a stage's full dotted
+ * name (a value not beginning like a number), placed on the capture when
+ * it is read (its stage records give exact event seqs, which become
+ * mt_load_opts_t.from_seq/to_seq). */
 typedef struct mt_time_arg_s {
     int set;
     double seconds;
@@ -87,6 +87,14 @@ enum { MT_OPT_FROM = 900, MT_OPT_TO, MT_OPT_NO_CHILDREN };
     "             inside it and still live at its end; totals count only the\n"\
     "             window. A --to after the end reads to the end; a --from\n"  \
     "             after the last sample is an error.\n"                       \
+    "  --from STAGE, --to STAGE  a window by a stage's full name, as\n"     \
+    "             `memtrace stages` prints it (work.step): --from STAGE\n"    \
+    "             starts where it was first entered and, without --to, ends\n"\
+    "             where it was last left (the stage's own window, the calls\n"\
+    "             and what ran between them); --to STAGE ends where it was\n"  \
+    "             last left. Exact, to the event. Both edges are times or\n"  \
+    "             both stages; one process only (--no-children with a\n"    \
+    "             --follow-fork parent).\n"                                    \
     "  --no-children  read only the captures named: do not add the children\n"\
     "             a --follow-fork parent finds beside it\n"
 
@@ -99,14 +107,14 @@ enum { MT_OPT_FROM = 900, MT_OPT_TO, MT_OPT_NO_CHILDREN };
 
 /* The JSON fields summary and report add for windows and processes. */
 #define MT_JOB_JSON_HELP                                                       \
-    "window ({from_s, to_s, start_bytes, clamped}: where the window\n"       \
-    "started and ended, at RSS samples, and the heap at its start; null\n"  \
-    "without --from/--to), and processes (one per process combined, the\n"  \
-    "first the parent: {pid, parent_pid, command, capture, start_s,\n"       \
-    "duration_s, peak_bytes, peak_time_s, at_peak_bytes, leaked_bytes,\n"    \
-    "leaked_allocations, total_allocations, total_bytes_allocated,\n"       \
-    "complete}; at_peak_bytes is its heap at the combined peak, times are\n"\
-    "since the first process started).\n"
+    "window ({from_s, to_s, start_bytes, clamped, exact}: where the window\n"\
+    "started and ended, at RSS samples or, exact, at stage marks, and the\n"\
+    "heap at its start; null without --from/--to), and processes (one per\n"\
+    "process combined, the first the parent: {pid, parent_pid, command,\n"  \
+    "capture, start_s, duration_s, peak_bytes, peak_time_s, at_peak_bytes,\n"\
+    "leaked_bytes, leaked_allocations, total_allocations,\n"                \
+    "total_bytes_allocated, complete}; at_peak_bytes is its heap at the\n"  \
+    "combined peak, times are since the first process started).\n"
 
 /* Handles c when it is one of MT_INPUT_LONGOPTS: returns -1 (handled),
  * -2 (not one of them), or an exit status after a usage error. */

@@ -797,6 +797,11 @@ static void job_free(job_t *j)
     free(j->code_ht);
 }
 
+static int seq_window(const mt_load_opts_t *o)
+{
+    return o && o->window && (o->from_seq || o->to_seq);
+}
+
 /* Loads the job's processes (those joining by a CHILD record only when a
  * process loaded before names them), in start order, into live[]. A
  * process outside the window is left out (the first such message goes to
@@ -820,6 +825,14 @@ static int load_all(job_t *j, uint64_t base, size_t *live, size_t *nlive,
             if (!named)
                 continue;
         }
+        /* Event numbers are one process's own: a window given by them (a
+         * stage's) cannot be placed in the others. */
+        if (*nlive && seq_window(j->opts))
+            return job_error(j, MT_EINVAL, j->p[live[0]].path,
+                             "a window by stage name (--from/--to NAME) "
+                             "reads one process, and %s is another of this "
+                             "job: read this capture alone (--no-children), "
+                             "or give the window in seconds", p->path);
         err[0] = 0;
         int r = job_load(j, p, base, err, sizeof err);
         if (r == 1) {
@@ -860,6 +873,10 @@ int mt_capture_load_job(const char *const *paths, size_t n, int find_kids,
     if (n == 1 && (!find_kids || (stat(paths[0], &st) == 0 &&
                                    !S_ISREG(st.st_mode))))
         return mt_capture_load(paths[0], opts, out, errbuf, errlen);
+    if (n > 1 && seq_window(opts))
+        return job_error(&j, MT_EINVAL, paths[0], "a window by stage name "
+                         "(--from/--to NAME) reads one process: name one "
+                         "capture, or give the window in seconds");
     for (size_t i = 0; i < n; i++)
         if (stat(paths[i], &st) == 0 && !S_ISREG(st.st_mode))
             return job_error(&j, MT_EINVAL, paths[i], "not a regular file: "

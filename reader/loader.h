@@ -146,6 +146,7 @@ typedef struct mt_loader_s {
 
     /* stages (stages.c) */
     int stages_on;         /* a STAGE record was read: account per thread */
+    int stages_only;       /* mt_load_opts_t.stages_only: no events */
     mt_idmap_t tslots;     /* thread index -> index into tstates */
     mt_tstate_t *tstates;
     size_t ntstates, tstates_cap;

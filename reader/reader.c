@@ -758,8 +758,8 @@ static int parse_block(mt_loader_t *ld, const uint8_t *raw, size_t len)
             rc = parse_defs(ld, s, se);
             break;
         case MT_SEC_EVENTS:
-            if (aggregate)
-                break; /* its numbers are in the checkpoints */
+            if (aggregate || ld->stages_only)
+                break; /* its numbers are in the checkpoints / not wanted */
             if (mt__get_varint(&s, se, &v) || v > UINT32_MAX)
                 return def_corrupt(ld, "bad thread index in events section",
                                    off);
@@ -1057,7 +1057,9 @@ static int load(mt_loader_t *ld, mt_src_t *src, const mt_load_opts_t *opts)
         return mt__load_error(ld, rc, "out of memory");
     cap->nodes[0] = (mt_node_t){0, UINT32_MAX, 0};
     cap->node_count = 1;
-    mt__replay_window_init(ld, opts);
+    ld->stages_only = opts && opts->stages_only;
+    if (!ld->stages_only)
+        mt__replay_window_init(ld, opts);
     rc = parse_header(ld, src);
     /* An aggregate capture keeps totals, not events: there is nothing to
      * place a window's edges between (and combining processes needs each

@@ -533,7 +533,7 @@ static int bad_stack(mt_loader_t *ld, const mt_run_t *r, const mt_event_t *ev)
                           (unsigned long long)r->block_off);
 }
 
-static int window_edge(mt_loader_t *ld, uint64_t seq);
+static int window_edge(mt_loader_t *ld, uint64_t seq, const uint64_t *ns);
 
 static inline int apply_event(mt_loader_t *ld, const mt_run_t *r,
                               const mt_event_t *ev)
@@ -541,7 +541,7 @@ static inline int apply_event(mt_loader_t *ld, const mt_run_t *r,
     mt_totals_t *t = &ld->cap->totals;
     int rc;
     if (__builtin_expect(ev->seq >= ld->win_edge, 0) &&
-        window_edge(ld, ev->seq))
+        window_edge(ld, ev->seq, NULL))
         return 0; /* after the window: nothing more counts */
     t->events++;
     if (ev->stack >= ld->cap->node_count)
@@ -880,8 +880,9 @@ static void tick_pop(mt_loader_t *ld)
  * allocations made since the start (their ordinals tell).
  *
  * Edges given as seqs (from_seq, to_seq) are exact: the window starts
- * right before the first event at or after from_seq and ends right before
- * the first at or after to_seq (or at a tick there, which comes first).
+ * right before the first event or stage record at or after from_seq and
+ * ends right before the first event, stage record or tick at or after
+ * to_seq, whichever comes first.
  * apply_event checks one number, win_edge: the next seq edge, UINT64_MAX
  * when there is none, 0 once the window ended (every event is dropped). */
 
@@ -897,6 +898,7 @@ void mt__replay_window_init(mt_loader_t *ld, const mt_load_opts_t *opts)
     ld->win_to_seq = opts->to_seq;
     ld->cap->window.active = 1;
     ld->cap->window.to_ns = UINT64_MAX;
+    ld->cap->window.exact = opts->from_seq || opts->to_seq;
     if (ld->win_from_seq)
         ld->win_from_ns = UINT64_MAX; /* no tick starts it */
     else if (ld->win_from_ns == 0)
@@ -978,18 +980,21 @@ static void window_end(mt_loader_t *ld, uint64_t ns)
         t->size_histogram[i] -= b->size_histogram[i];
 }
 
-/* An event at or after win_edge: starts or ends a window given by seqs.
- * Returns 1 when the event is after the window (dropped). */
-static int window_edge(mt_loader_t *ld, uint64_t seq)
+/* An event or stage record at or after win_edge: starts or ends a window
+ * given by seqs, at the record's time ns when it has one (NULL: an event,
+ * placed at the last tick). Returns 1 when the event is after the window
+ * (dropped). */
+static int window_edge(mt_loader_t *ld, uint64_t seq, const uint64_t *ns)
 {
+    uint64_t t = ns ? *ns : ld->have_tick ? ld->last_tick_ns : 0;
     if (ld->win_ended)
         return 1;
     if (!ld->win_started && ld->win_from_seq && seq >= ld->win_from_seq)
-        window_start(ld, seq, ld->have_tick ? ld->last_tick_ns : 0);
+        window_start(ld, seq, t);
     if (ld->win_to_seq && seq >= ld->win_to_seq) {
         if (!ld->win_started)
             return 1; /* an empty window; _finish says so */
-        window_end(ld, ld->have_tick ? ld->last_tick_ns : 0);
+        window_end(ld, t);
         return 1;
     }
     ld->win_edge = ld->win_to_seq ? ld->win_to_seq : UINT64_MAX;
@@ -1015,8 +1020,9 @@ int mt__replay_window_finish(mt_loader_t *ld)
                               (double)ld->cap->totals.duration_ns / 1e9);
     if (!ld->win_ended) {
         window_end(ld, UINT64_MAX);
-        ld->cap->window.clamped = ld->win_to_ns != UINT64_MAX ||
-                                  ld->win_to_seq != 0;
+        /* A seq edge after every event cut nothing off: not clamped. */
+        ld->cap->window.clamped = !ld->win_to_seq &&
+                                  ld->win_to_ns != UINT64_MAX;
     }
     ld->cap->totals.peak_rss_bytes = ld->win_max_rss;
     return 0;
@@ -1025,8 +1031,17 @@ int mt__replay_window_finish(mt_loader_t *ld)
 static int do_tick(mt_loader_t *ld, const mt_tick_t *tk)
 {
     mt_capture_t *cap = ld->cap;
-    if (tk->kind)
+    if (tk->kind) {
+        /* A stage record sits exactly at its seq among the events: a
+         * window edge given by that seq (the stage's own) is placed here
+         * even when no event follows it. */
+        if (ld->win_edge && tk->seq >= ld->win_edge)
+            window_edge(ld, tk->seq, &tk->ns);
+        else if (ld->win_ended && tk->seq == ld->win_to_seq &&
+                 tk->ns > cap->window.to_ns)
+            cap->window.to_ns = tk->ns; /* left at the same place, later */
         return mt__stage_apply(ld, tk);
+    }
     if (tk->memsample) { /* a memory sample: the heap at its moment */
         mt_memsample_t *m = &cap->memsamples[tk->memsample - 1];
         m->heap_bytes = cap->totals.current_bytes;

@@ -87,7 +87,7 @@ int mt__stage_define(mt_loader_t *ld, uint32_t id, const uint8_t *name,
 /* The row of the stage named id inside row parent (MT_NO_ROW: outermost),
  * created on its first call. */
 static int stage_row(mt_loader_t *ld, uint32_t parent, uint32_t id,
-                     uint32_t *row)
+                     uint64_t seq, uint32_t *row)
 {
     uint64_t key = ((uint64_t)(parent == MT_NO_ROW ? 0 : parent + 1) << 32) | id;
     if (mt__idmap_get(&ld->stage_rows, key, row) == 0)
@@ -136,6 +136,7 @@ static int stage_row(mt_loader_t *ld, uint32_t parent, uint32_t id,
     cap->stages[cap->stage_count++] = (mt_stage_t){
         .name = name,
         .depth = parent == MT_NO_ROW ? 0 : cap->stages[parent].depth + 1,
+        .first_seq = seq, /* records come in seq order: its first enter */
     };
     return 0;
 }
@@ -158,16 +159,19 @@ static uint64_t since(uint64_t now, uint64_t then)
     return now > then ? now - then : 0;
 }
 
-/* Adds the call that started at f and ends now to its row. */
+/* Adds the call that started at f and ends now, at event seq (UINT64_MAX:
+ * at the end of the capture), to its row. */
 static void close_call(mt_loader_t *ld, const mt_tstate_t *ts,
-                       const mt_stage_open_t *f, uint64_t ns, uint64_t cpu,
-                       uint64_t tcpu, uint64_t rss, int unclosed)
+                       const mt_stage_open_t *f, uint64_t seq, uint64_t ns,
+                       uint64_t cpu, uint64_t tcpu, uint64_t rss, int unclosed)
 {
     if (f->row == MT_NO_ROW)
         return;
     mt_stage_t *s = &ld->cap->stages[f->row];
     uint64_t heap = ld->cap->totals.current_bytes, wall = since(ns, f->ns);
     s->calls++;
+    if (seq > s->end_seq)
+        s->end_seq = seq;
     s->wall_ns += wall;
     if (wall > s->wall_max_ns)
         s->wall_max_ns = wall;
@@ -205,7 +209,7 @@ static int push_open(mt_loader_t *ld, uint32_t slot, const mt_tick_t *tk)
     uint32_t parent = ts->nopen ? ts->open[ts->nopen - 1].row : MT_NO_ROW;
     /* Inside a stage without a row (too deep, or past the cap), none. */
     if (ts->nopen < MT_STAGE_MAX_DEPTH && (!ts->nopen || parent != MT_NO_ROW)) {
-        int rc = stage_row(ld, parent, tk->name, &row);
+        int rc = stage_row(ld, parent, tk->name, tk->seq, &row);
         if (rc)
             return rc;
     }
@@ -270,8 +274,8 @@ int mt__stage_apply(mt_loader_t *ld, const mt_tick_t *tk)
             return 0; /* names no open stage: nothing to end */
     }
     while (ts->nopen > target) {
-        close_call(ld, ts, &ts->open[ts->nopen - 1], tk->ns, tk->cpu, tk->tcpu,
-                   tk->rss, 0);
+        close_call(ld, ts, &ts->open[ts->nopen - 1], tk->seq, tk->ns, tk->cpu,
+                   tk->tcpu, tk->rss, 0);
         pop_open(ld, ts);
     }
     return 0;
@@ -285,8 +289,8 @@ int mt__stages_finish(mt_loader_t *ld)
                        ? ld->trailer_ns : ld->last_ns;
     while (ld->nactive) {
         mt_tstate_t *ts = &ld->tstates[ld->stage_active[0]];
-        close_call(ld, ts, &ts->open[ts->nopen - 1], end, ld->last_cpu,
-                   ts->tcpu, ld->last_rss, 1);
+        close_call(ld, ts, &ts->open[ts->nopen - 1], UINT64_MAX, end,
+                   ld->last_cpu, ts->tcpu, ld->last_rss, 1);
         pop_open(ld, ts);
     }
     for (size_t i = 0; i < cap->stage_count; i++) {

@@ -23,7 +23,7 @@
  *    "filter": {"include": [str], "exclude": [str]}|null,
  *    "threshold": float, "merged": int,
  *    "processes": int, (captures combined; 1 for one)
- *    "window": [from_ns, to_ns, start_bytes] | null,   (--from/--to)
+ *    "window": [from_ns, to_ns, start_bytes, exact] | null, (--from/--to)
  *    "samples": [[time_ns, heap_bytes, rss_bytes], ...],
  *    "strings": [str, ...],
  *    "nodes": [[parent, function, file, line, bytes, count, flags], ...]}
@@ -568,6 +568,7 @@ static void fg_write_header_fields(mt_json_t *j, mt_capture_t *cap,
         mt__json_uint(j, w->from_ns);
         mt__json_uint(j, w->to_ns);
         mt__json_uint(j, w->start_bytes);
+        mt__json_uint(j, (uint64_t)w->exact);
         mt__json_end_array(j);
     } else {
         mt__json_null(j);

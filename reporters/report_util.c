@@ -233,6 +233,8 @@ void mt__json_job(mt_json_t *j, mt_capture_t *cap)
         mt__json_uint(j, w->start_bytes);
         mt__json_key(j, "clamped");
         mt__json_bool(j, w->clamped);
+        mt__json_key(j, "exact");
+        mt__json_bool(j, w->exact);
         mt__json_end_object(j);
     } else {
         mt__json_null(j);
@@ -281,11 +283,12 @@ void mt__text_job(FILE *out, mt_capture_t *cap)
     const mt_window_t *w = mt_capture_window(cap);
     char a[32], b[32], c[32];
     if (w->active)
-        fprintf(out, "Window: %.3f s to %.3f s%s (heap %s at its start; edges "
-                     "at RSS samples)\n",
+        fprintf(out, "Window: %.3f s to %.3f s%s (heap %s at its start; %s)\n",
                 (double)w->from_ns / 1e9, (double)w->to_ns / 1e9,
                 w->clamped ? " (the end of the run)" : "",
-                mt_format_size(w->start_bytes, a, sizeof a));
+                mt_format_size(w->start_bytes, a, sizeof a),
+                w->exact ? "exact edges, at stage marks"
+                         : "edges at RSS samples");
     size_t n = mt_capture_process_count(cap);
     if (n < 2)
         return;

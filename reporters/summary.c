@@ -17,7 +17,7 @@
  *    "filtered_bytes": int, "filtered_allocations": int,
  *    "top": [site entry as in `memtrace report`, at most 5],
  *    "window": {"from_s": float, "to_s": float, "start_bytes": int,
- *               "clamped": bool} | null,
+ *               "clamped": bool, "exact": bool} | null,
  *    "processes": [{"pid": int, "parent_pid": int, "command": str,
  *                   "capture": str, "start_s": float, "duration_s": float,
  *                   "peak_bytes": int, "peak_time_s": float,

@@ -204,6 +204,90 @@ START_TEST(unbalanced_is_closed_and_said)
 }
 END_TEST
 
+/* 100 kept; A { 1000 freed; 10 kept; B { } }; 5000 kept; C { } open at
+ * the end, with no event after its enter. B's and A's leaves share seq 5.
+ */
+static void write_windows(const char *path, uint32_t *node)
+{
+    mt_cb_t *b = mt_cb_begin(path, NULL);
+    uint32_t n = *node = mt_cb_node(b, 0, 0x10);
+    mt_cb_malloc(b, 0, 1, 0x1000, 100, n);
+    enter(b, 0, 2, 20, 1, "A");
+    mt_cb_malloc(b, 0, 2, 0x2000, 1000, n);
+    mt_cb_free(b, 0, 3, 0x2000);
+    mt_cb_malloc(b, 0, 4, 0x3000, 10, n);
+    enter(b, 0, 5, 50, 2, "B");
+    leave(b, 0, 5, 55, 2);
+    leave(b, 0, 5, 60, 1);
+    mt_cb_malloc(b, 0, 5, 0x4000, 5000, n);
+    enter(b, 0, 6, 70, 3, "C");
+    mt_cb_sync(b, MT_CB_NEXT);
+    mt_cb_trailer(b, 100, 0, MT_CB_NEXT, 0);
+    mt_cb_finish(b);
+}
+
+/* The quick pass (stages_only) finds each stage's place in the event
+ * order; a window given by those seqs is exact, even at a stage with no
+ * event after it, and one process's seqs are not placed in another's. */
+START_TEST(stage_windows_by_seq)
+{
+    const char *path = tpath("windows");
+    uint32_t n;
+    write_windows(path, &n);
+    mt_load_opts_t o = {.stages_only = 1};
+    mt_capture_t *cap = NULL;
+    char err[512];
+    ck_assert_int_eq(mt_capture_load(path, &o, &cap, err, sizeof err), 0);
+    ck_assert_uint_eq(mt_capture_stage_count(cap), 3);
+    const mt_stage_t *a = row(cap, "A"), *ab = row(cap, "A.B"),
+                     *c = row(cap, "C");
+    ck_assert_uint_eq(a->first_seq, 2);
+    ck_assert_uint_eq(a->end_seq, 5);
+    ck_assert_uint_eq(a->calls, 1);
+    ck_assert_uint_eq(ab->first_seq, 5);
+    ck_assert_uint_eq(ab->end_seq, 5);
+    ck_assert_uint_eq(c->first_seq, 6);
+    ck_assert_uint_eq(c->end_seq, UINT64_MAX); /* open at the end */
+    ck_assert_uint_eq(mt_capture_totals(cap)->total_allocations, 0);
+    mt_capture_free(cap);
+
+    /* A's window: 100 there before, 1000 freed inside, 10 left. */
+    o = (mt_load_opts_t){.window = 1, .from_seq = 2, .to_seq = 5};
+    ck_assert_int_eq(mt_capture_load(path, &o, &cap, err, sizeof err), 0);
+    const mt_totals_t *t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->peak_bytes, 1100);
+    ck_assert_uint_eq(t->current_bytes, 110);
+    ck_assert_uint_eq(t->total_allocations, 2);
+    ck_assert_uint_eq(mt_capture_node_stats(cap)[n].leaked.bytes, 10);
+    const mt_window_t *w = mt_capture_window(cap);
+    ck_assert_uint_eq(w->start_bytes, 100);
+    ck_assert_uint_eq(w->from_ns, 20); /* at A's enter */
+    ck_assert_uint_eq(w->to_ns, 60);   /* at A's leave, the last at seq 5 */
+    ck_assert_int_eq(w->exact, 1);
+    ck_assert_int_eq(w->clamped, 0);
+    mt_capture_free(cap);
+
+    /* C's window starts at its enter, after the last event. */
+    o = (mt_load_opts_t){.window = 1, .from_seq = 6, .to_ns = UINT64_MAX};
+    ck_assert_int_eq(mt_capture_load(path, &o, &cap, err, sizeof err), 0);
+    t = mt_capture_totals(cap);
+    ck_assert_uint_eq(t->peak_bytes, 5110);
+    ck_assert_uint_eq(t->total_allocations, 0);
+    ck_assert_uint_eq(mt_capture_window(cap)->from_ns, 70);
+    ck_assert_int_eq(mt_capture_window(cap)->clamped, 0);
+    mt_capture_free(cap);
+
+    const char *two[] = {path, path};
+    o = (mt_load_opts_t){.window = 1, .from_seq = 2, .to_seq = 5};
+    cap = (mt_capture_t *)1;
+    ck_assert_int_eq(mt_capture_load_job(two, 2, 0, &o, &cap, err, sizeof err),
+                     MT_EINVAL);
+    ck_assert_ptr_null(cap);
+    ck_assert_msg(strstr(err, "reads one process"), "%s", err);
+    unlink(path);
+}
+END_TEST
+
 /* RSS up 4 MiB with the traced heap flat: flagged. */
 START_TEST(untraced_growth_flag)
 {
@@ -424,6 +508,7 @@ Suite *mt_test_stages_suite(void)
     tcase_add_test(tc, placed_by_seq_across_threads);
     tcase_add_test(tc, unbalanced_is_closed_and_said);
     tcase_add_test(tc, untraced_growth_flag);
+    tcase_add_test(tc, stage_windows_by_seq);
     tcase_add_test(tc, kinds_and_corrupt_records);
     tcase_add_test(tc, deep_recursion_capped);
     tcase_add_test(tc, tracer_writes_stage_records);

@@ -57,6 +57,12 @@ typedef struct mt_load_opts_s {
     /* Read the file header only (no blocks): for finding a job's captures
      * cheaply. The capture then has no nodes, stats or samples. */
     int header_only;
+    /* Read the stage records only, not the events: a quick first pass
+     * that finds where stages began and ended (mt_stage_t.first_seq,
+     * end_seq), to read a stage's window with from_seq/to_seq. The
+     * stages' heap and allocation numbers, the views, the totals' counters
+     * and the samples' heap are then zero; the window is ignored. */
+    int stages_only;
 } mt_load_opts_t;
 
 /* The file header. Strings are owned by the capture. */
@@ -166,6 +172,8 @@ typedef struct mt_window_s {
     uint64_t to_ns;        /* the tick it ended at, or the end of the run */
     uint64_t start_bytes;  /* the traced heap when it started */
     int clamped;           /* to_ns asked for was after the last tick */
+    int exact;             /* edges given as seqs (from_seq, to_seq: a
+                              stage's), exact rather than at ticks */
 } mt_window_t;
 
 /* One process of a capture: a plain capture has one, a combined one
@@ -252,7 +260,9 @@ MT_EXTERN void mt_capture_free(mt_capture_t *cap);
  *  - leaks, total and temporary are the sums; totals are summed (peak_*
  *    as above, peak_time_ns since the first process started); samples are
  *    the summed timeline;
- *  - opts' window is in ns since the first process started.
+ *  - opts' window is in ns since the first process started; a window by
+ *    seqs (from_seq, to_seq: one process's own event numbers) is refused
+ *    (MT_EINVAL) when the job has more than one process.
  * A process wholly outside the window is left out. Returns 0 or MT_E*
  * with a one-line message naming the file in errbuf. */
 MT_EXTERN int mt_capture_load_job(const char *const *paths, size_t n,
@@ -316,6 +326,12 @@ typedef struct mt_stage_s {
                                   capture has no RSS */
     uint64_t unclosed;         /* calls still open at the end of the
                                   capture, closed there */
+    /* Where it is in the event order (for mt_load_opts_t.from_seq/to_seq:
+     * the events of all threads with first_seq <= seq < end_seq happened
+     * between its first enter and its last leave). first_seq: its first
+     * enter; end_seq: its last leave, UINT64_MAX when a call was still
+     * open at the end of the capture. */
+    uint64_t first_seq, end_seq;
     /* 1: RSS grew (by at least 1 MiB) more than twice as much as the
      * traced heap did: memory the hooks do not see (native allocations
      * outside them, allocator fragmentation, caches, touched pages). */

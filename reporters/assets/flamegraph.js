@@ -194,7 +194,8 @@
     fact(dl, 'Duration', seconds(data.duration_ns));
     if (data.window)
       fact(dl, 'Window', seconds(data.window[0]) + ' to ' +
-           seconds(data.window[1]) + ' (edges at RSS samples)');
+           seconds(data.window[1]) + (data.window[3] ? ' (exact edges, at ' +
+           'stage marks)' : ' (edges at RSS samples)'));
     if (data.processes > 1)
       fact(dl, 'Processes', data.processes + ' combined; the peak is ' +
            'that of their summed heaps');

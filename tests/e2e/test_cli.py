@@ -319,7 +319,7 @@ class UsageErrors(CliTestCase):
             ["summary", good, "--from", "2", "--to", "1"],
             ["summary", good, "--from", "-1"],
             ["summary", good, "--to", "1h"],
-            ["report", good, "--from", "extract"],  # a stage: not yet
+            ["report", good, "--from", "extract", "--to", "1"],  # mixed
             ["summary", good, "--bogus"],
             ["summary", good, "--top", "3"],      # report's option
             ["stats", good, "-x"],

@@ -8,12 +8,15 @@ tests/progs/phases.c, whose allocations come in phases 400 ms apart:
                 child_hold 3 MB. Peak of the sum 4 MB, sum of peaks 7 MB.
 
 Window edges sit in the middle of the sleeps, 200 ms from any allocation;
-the reader places them at RSS samples (10 ms)."""
+the reader places them at RSS samples (10 ms). Windows by stage name
+(StageWindows) are exact, on tests/progs/stages.c's window mode."""
 import json
 import os
+import subprocess
 import unittest
 
-from harness import CaptureTest, memtrace, prog, report_json, sites_by_function
+from harness import (MEMTRACE, CaptureTest, memtrace, prog, report_json,
+                     sites_by_function)
 
 MB = 1000000
 
@@ -102,7 +105,7 @@ class Windows(CaptureTest):
         for args, words in ((("--from", "1000"), "after the capture's last RSS"),
                             (("--from", "-1"), "--from needs a time"),
                             (("--to", "0.5", "--from", "0.5"), "must be before"),
-                            (("--to", "soon"), "stage name")):
+                            (("--to", "soon"), "has no stages")):
             cp = memtrace("report", self.capture, *args, check=False)
             self.assertEqual(cp.returncode, 2, args)
             self.assertIn(words, cp.stderr)
@@ -138,6 +141,137 @@ class Windows(CaptureTest):
         d = report_json("diff", self.capture, self.capture, "--to", "0.2")
         self.assertEqual(d["bytes_diff"], 0)
         self.assertEqual(d["after_bytes"], 1 * MB)
+
+
+class StageWindows(CaptureTest):
+    """--from/--to STAGE on tests/progs/stages.c's window mode:
+
+      1000 kept; extract { 30000 kept; 50000 freed }; transform {
+      2 x step { 7000 freed; 2000 kept }; 4000 kept }; load { free
+      extract's 30000; 200000 kept }; then 500000 freed in no stage.
+
+    The program runs in well under one RSS interval: only exact edges (the
+    stages' places in the event order) can tell its stages apart."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.shared = CaptureTest()
+        cls.shared.setUp()
+        cls.capture, _ = cls.shared.record([prog("stages"), "window"],
+                                           extra=("-q",))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.shared.tearDown()
+
+    def report(self, *args):
+        return report_json("report", self.capture, "--top", "100", *args)
+
+    def summary(self, *args):
+        s = report_json("summary", self.capture, *args)
+        return (s["peak_bytes"], s["current_bytes"], s["total_allocations"],
+                s["total_bytes_allocated"])
+
+    def test_whole_run(self):
+        s = report_json("summary", self.capture)
+        self.assertEqual(s["peak_bytes"], 709000)  # outside every stage
+        self.assertIsNone(s["window"])
+
+    def test_from_a_stage_is_its_window(self):
+        r = self.report("--from", "extract")
+        # 1000 there before it, 30000 kept and 50000 freed inside.
+        self.assertEqual(r["peak_bytes"], 81000)
+        self.assertEqual(fn_bytes(r), {"windows": (31000, 2),
+                                       "touched": (50000, 1)})
+        w = r["window"]
+        self.assertEqual((w["start_bytes"], w["exact"], w["clamped"]),
+                         (1000, True, False))
+        self.assertLessEqual(w["from_s"], w["to_s"])
+        self.assertEqual(fn_bytes(self.report("--from", "extract", "--leaks")),
+                         {"windows": (30000, 1)})
+        self.assertEqual(self.summary("--from", "extract"),
+                         (81000, 31000, 2, 80000))
+
+    def test_to_a_stage(self):
+        self.assertEqual(self.summary("--to", "extract"),
+                         (81000, 31000, 3, 81000))
+        self.assertEqual(fn_bytes(self.report("--to", "extract", "--leaks")),
+                         {"windows": (31000, 2)})
+        self.assertEqual(self.summary("--to", "load"),
+                         (209000, 209000, 9, 303000))
+        self.assertEqual(report_json("summary", self.capture, "--to",
+                                     "load")["window"]["start_bytes"], 0)
+
+    def test_nested_stage(self):
+        # Both calls of transform.step, from the first enter to the last
+        # leave: the second runs with 31000 + 2000 live.
+        r = self.report("--from", "transform.step")
+        self.assertEqual(r["peak_bytes"], 40000)
+        self.assertEqual(r["window"]["start_bytes"], 31000)
+        self.assertEqual(fn_bytes(self.report("--from", "transform.step",
+                                              "--leaks")),
+                         {"windows": (4000, 2)})
+        self.assertEqual(self.summary("--from", "transform.step"),
+                         (40000, 35000, 4, 18000))
+
+    def test_from_one_stage_to_another(self):
+        args = ("--from", "transform", "--to", "load")
+        self.assertEqual(self.summary(*args), (209000, 209000, 6, 222000))
+        self.assertEqual(fn_bytes(self.report(*args, "--leaks")),
+                         {"windows": (208000, 4)})
+
+    def test_bad_stage_windows(self):
+        stages = "extract, transform, transform.step, load"
+        for args, words in ((("--from", "extrac"), "its stages: " + stages),
+                            (("--to", "step"), "its stages: " + stages),
+                            (("--from", "load", "--to", "extract"),
+                             "was last left (event"),
+                            (("--from", "extract", "--to", "1s"),
+                             "must both be times or both stage names")):
+            cp = memtrace("report", self.capture, *args, check=False)
+            self.assertEqual(cp.returncode, 2, args)
+            self.assertIn(words, cp.stderr, args)
+            self.assertEqual(cp.stdout, "")
+            self.assertTrue(cp.stderr.startswith("memtrace"), cp.stderr)
+            if "1s" not in args:  # a usage error adds a hint
+                self.assertEqual(len(cp.stderr.splitlines()), 1, cp.stderr)
+        cp = subprocess.run(["sh", "-c", 'cat "$1" | "$2" summary /dev/stdin '
+                             '--from extract', "sh", self.capture, MEMTRACE],
+                            capture_output=True, text=True, timeout=60)
+        self.assertEqual(cp.returncode, 2, cp.stderr)
+        self.assertIn("not a pipe", cp.stderr)
+        agg, _ = self.record([prog("stages"), "window"], name="agg.bin",
+                             extra=("-q", "--aggregate"))
+        cp = memtrace("report", agg, "--from", "nope", check=False)
+        self.assertEqual(cp.returncode, 2)
+        self.assertIn("recorded with --aggregate", cp.stderr)
+
+    def test_every_reading_command_takes_a_stage(self):
+        self.assertEqual(report_json("tree", self.capture, "--from",
+                                     "load")["bytes"], 209000)
+        out = memtrace("report", self.capture, "--from", "load").stdout
+        self.assertIn("exact edges, at stage marks", out)
+        page = self.path("fg.html")
+        memtrace("flamegraph", self.capture, "-o", page, "--from", "load")
+        self.assertRegex(read(page), r'"window":\s*\[\d+,\s*\d+,\s*39000,\s*1\]')
+        cp = memtrace("export", self.capture, "--format", "folded", "--leaks",
+                      "--from", "transform")
+        self.assertEqual(sum(int(l.rsplit(" ", 1)[1])
+                             for l in cp.stdout.splitlines()), 8000)
+
+    def test_a_job_of_several_processes_is_refused(self):
+        cap, _ = self.record([prog("stages"), "fork"], name="fork.bin",
+                             extra=("-q", "--follow-fork"))
+        cp = memtrace("report", cap, "--from", "parent", check=False)
+        self.assertEqual(cp.returncode, 2)
+        self.assertIn("reads one process", cp.stderr)
+        self.assertIn("--no-children", cp.stderr)
+        self.assertEqual(len(cp.stderr.splitlines()), 1, cp.stderr)
+        # The parent alone: 1000 before, 3000 kept inside "parent".
+        r = report_json("report", cap, "--from", "parent", "--no-children",
+                        "--leaks")
+        self.assertEqual(fn_bytes(r), {"forks": (3000, 1)})
+        self.assertEqual(r["window"]["start_bytes"], 1000)
 
 
 class Combined(CaptureTest):

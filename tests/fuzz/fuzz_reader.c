@@ -185,6 +185,42 @@ static void mt_fuzz_walk(mt_capture_t *cap, int windowed)
     __asm__ volatile("" : : "r"(sum), "r"(hist) : "memory");
 }
 
+/* The quick pass of a stage window (stages_only) finds the stages the
+ * full read found, at the same places; the window of one of them (picked
+ * by pick) always reads: its edges are stage records of the file. */
+static void mt_fuzz_stage_window(const char *path, const mt_capture_t *full,
+                                 int aggregate, unsigned pick)
+{
+    char err[512];
+    mt_load_opts_t o = {.stages_only = 1};
+    mt_capture_t *cap = NULL;
+    int rc = mt_capture_load(path, &o, &cap, err, sizeof err);
+    MT_FUZZ_CHECK(rc == 0);
+    size_t n = mt_capture_stage_count(cap);
+    MT_FUZZ_CHECK(n == mt_capture_stage_count(full));
+    const mt_stage_t *s = mt_capture_stages(cap), *f = mt_capture_stages(full);
+    for (size_t i = 0; i < n; i++) {
+        MT_FUZZ_CHECK(strcmp(s[i].name, f[i].name) == 0);
+        MT_FUZZ_CHECK(s[i].first_seq == f[i].first_seq);
+        MT_FUZZ_CHECK(s[i].end_seq == f[i].end_seq);
+        MT_FUZZ_CHECK(s[i].calls == f[i].calls);
+    }
+    uint64_t from = n ? s[pick % n].first_seq : 0;
+    uint64_t end = n ? s[pick % n].end_seq : 0;
+    mt_capture_free(cap);
+    if (!n)
+        return;
+    o = (mt_load_opts_t){.window = 1, .to_ns = UINT64_MAX, .from_seq = from,
+                         .to_seq = end == UINT64_MAX ? 0 : end};
+    cap = NULL;
+    rc = mt_capture_load(path, &o, &cap, err, sizeof err);
+    MT_FUZZ_CHECK(rc == 0 || (aggregate && rc == MT_EINVAL));
+    if (rc == 0) {
+        mt_fuzz_walk(cap, 1);
+        mt_capture_free(cap);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (mt_fuzz_fd < 0) {
@@ -220,6 +256,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* An aggregate capture has no events to take a window of: the
          * reader refuses the window (MT_EINVAL, with a message). */
         int aggregate = (mt_capture_header(cap)->flags & MT_FLAG_AGGREGATE) != 0;
+        mt_fuzz_stage_window(path, cap, aggregate, data[size / 2]);
         mt_capture_free(cap);
         /* Again through a window whose edges come from the input. */
         uint64_t a = data[size / 2], b = data[size - 1];

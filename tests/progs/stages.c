@@ -15,6 +15,10 @@
  *   fork       shared { 1000 kept }; parent { fork: the child runs
  *              shared { 5000 kept } and exits; 3000 kept } (with
  *              --follow-fork the child's capture defines "shared" again)
+ *   window     1000 kept; extract { 30000 kept; 50000 freed }; transform {
+ *              2 x step { 7000 freed; 2000 kept }; 4000 kept }; load {
+ *              free extract's 30000; 200000 kept }; then, in no stage,
+ *              500000 freed (the whole run's peak, outside every stage)
  * Prints nothing inside stages (stdio allocates). */
 #include <pthread.h>
 #include <stdio.h>
@@ -95,6 +99,36 @@ static void forks(void)
     mt_stage_leave();
 }
 
+static void *touched(size_t n)
+{
+    void *p = malloc(n);
+    memset(p, 1, n);
+    return p;
+}
+
+static void windows(void)
+{
+    sink[50] = malloc(1000);
+    mt_stage_enter("extract");
+    sink[51] = malloc(30000);
+    free(touched(50000));
+    mt_stage_leave();
+    mt_stage_enter("transform");
+    for (int i = 0; i < 2; i++) {
+        mt_stage_enter("step");
+        free(touched(7000));
+        sink[52 + i] = malloc(2000);
+        mt_stage_leave();
+    }
+    sink[54] = malloc(4000);
+    mt_stage_leave();
+    mt_stage_enter("load");
+    free(sink[51]);
+    sink[55] = malloc(200000);
+    mt_stage_leave();
+    free(touched(500000));
+}
+
 static void *stress_thread(void *arg)
 {
     (void)arg;
@@ -160,6 +194,8 @@ int main(int argc, char **argv)
         printf("ticks %s\n", ticks ? "some" : "none");
     } else if (strcmp(mode, "fork") == 0) {
         forks();
+    } else if (strcmp(mode, "window") == 0) {
+        windows();
     } else if (strcmp(mode, "unbalanced") == 0) {
         mt_stage_leave();
         mt_stage_enter("lone");
