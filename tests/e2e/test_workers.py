@@ -158,8 +158,16 @@ class PythonWorkers(FollowTest):
                                     "--top", "200").stdout)
         self.assertEqual(sorted(p["pid"] for p in whole["processes"]),
                          sorted(sums), whole["processes"])
-        got, count, _ = at_line(whole, WORKERS, ALLOC_LINE)
+        got, count, entry = at_line(whole, WORKERS, ALLOC_LINE)
         self.assertEqual((got, count), (sum(3_000_001 + i for i in range(4)), 4))
+        # Every Python frame keeps its name and file: a code object met at
+        # several nodes, or in several processes, is one and the same.
+        self.assertEqual(entry["site"]["function"], "work")
+        # (Allocations with no stack at all have an unknown site, line 0.)
+        for e in whole["top"]:
+            for fr in (e["site"], *e["stack"]):
+                if fr["line"]:
+                    self.assertNotEqual(fr["file"], "<unknown>", e["stack"])
         # At the job's high-water mark (the peak of the summed heaps) at
         # least one task's memory is live, and never more than all four.
         peak = json.loads(memtrace("report", self.out, "--json",
