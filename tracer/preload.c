@@ -126,8 +126,14 @@ static int python_will_clean(void)
 /* Fatal signals: write what can be written, then die as the signal says.
  * Installed only where the program has not set a handler by then (one it
  * sets later replaces ours). SA_RESETHAND restores the default action, and
- * the signal raised again takes effect when the handler returns. */
-static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+ * the signal raised again takes effect when the handler returns.
+ * SIGTERM is among them: it is how processes are told to stop (kill,
+ * timeout, docker stop, and multiprocessing's Pool.terminate(), which
+ * `with Pool() as p:` calls on its workers), and a short-lived worker would
+ * otherwise lose everything since the last writer round, often its whole
+ * life. SIGINT is not: CPython installs its KeyboardInterrupt handler only
+ * where SIGINT still has the default action. */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGTERM};
 
 static void on_fatal_signal(int sig)
 {
@@ -145,17 +151,53 @@ static void on_fatal_signal(int sig)
 
 static void install_fatal_handlers(void)
 {
+    if (!mt__real.sigaction)
+        mt__bootstrap();
+    if (!mt__real.sigaction)
+        return;
     for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
         struct sigaction old, sa;
-        if (sigaction(fatal_signals[i], NULL, &old) != 0 ||
+        if (mt__real.sigaction(fatal_signals[i], NULL, &old) != 0 ||
             old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
             continue;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_fatal_signal;
         sigemptyset(&sa.sa_mask);
         sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
-        sigaction(fatal_signals[i], &sa, NULL);
+        mt__real.sigaction(fatal_signals[i], &sa, NULL);
     }
+}
+
+/* The program asking for a signal's handler gets the default action where
+ * ours is installed: it is what it would see without memtrace (CPython
+ * reads every handler at start-up, and signal.getsignal(SIGTERM) must say
+ * SIG_DFL, not None), and a handler it chains to is then SIG_DFL. */
+static void hide_ours(struct sigaction *old)
+{
+    if (old && !(old->sa_flags & SA_SIGINFO) && old->sa_handler == on_fatal_signal) {
+        memset(old, 0, sizeof *old);
+        old->sa_handler = SIG_DFL;
+        sigemptyset(&old->sa_mask);
+    }
+}
+
+__attribute__((visibility("default"))) int sigaction(int sig, const struct sigaction *act,
+                                                     struct sigaction *old)
+{
+    if (MT_UNLIKELY(!mt__real.sigaction))
+        mt__bootstrap();
+    int rc = mt__real.sigaction(sig, act, old);
+    if (rc == 0)
+        hide_ours(old);
+    return rc;
+}
+
+__attribute__((visibility("default"))) void (*signal(int sig, void (*handler)(int)))(int)
+{
+    if (MT_UNLIKELY(!mt__real.signal))
+        mt__bootstrap();
+    void (*prev)(int) = mt__real.signal(sig, handler);
+    return prev == on_fatal_signal ? SIG_DFL : prev;
 }
 
 /* A program (or a library before us) that defines malloc itself is not

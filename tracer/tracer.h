@@ -10,6 +10,7 @@
 #define MT_TRACER_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,9 @@ struct mt_real_fns {
                         char *const[], char *const[]);
     int (*system)(const char *);
     struct _IO_FILE *(*popen)(const char *, const char *);
+    /* preload.c: the fatal-signal handlers stay out of the program's sight. */
+    int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+    void (*(*signal)(int, void (*)(int)))(int);
 };
 extern struct mt_real_fns mt__real;
 

@@ -360,6 +360,14 @@ class PythonTests:
         r = self.compare([missing], [missing], "ok", cwd=self.tmp)
         self.assertEqual(r.returncode, 2)
 
+    def test_signal_handlers_as_without_memtrace(self):
+        """The tracer's handlers for fatal signals and SIGTERM are not
+        visible: every signal's handler reads as it would without memtrace."""
+        code = ("import signal, sys; print(sys.argv[1], sorted((s.name, "
+                "str(signal.getsignal(s))) for s in signal.Signals "
+                "if s not in (signal.SIGKILL, signal.SIGSTOP)))")
+        self.compare(["-c", code], ["-c", code], "ok")
+
     def test_launch_module(self):
         for action, status in (("ok", 0), ("raise", 1), ("exitmsg", 1)):
             with self.subTest(action=action):

@@ -210,6 +210,25 @@ class PythonWorkers(FollowTest):
     def test_pool_fork_while_threads_allocate(self):
         self.run_workers("threads-fork")
 
+    def test_pool_terminated_by_with(self):
+        """`with Pool() as p:` kills its workers with SIGTERM when the block
+        ends: each worker's capture still holds what it did (written by
+        the tracer's handler as the signal arrives), the tasks' bytes at
+        the known line, although the worker never reached its exit."""
+        cp = self.run_follow(["--python", self.PYTHON, WORKERS, "with-fork"])
+        tasks = json.loads(cp.stdout)
+        by_pid = {}
+        for pid, i in tasks:
+            by_pid.setdefault(pid, []).append(i)
+        for pid, mine in by_pid.items():
+            got = memtrace("report", f"{self.out}.{pid}", "--leaks", "--json",
+                           "--top", "200", "--no-children")
+            got, count, entry = at_line(json.loads(got.stdout), WORKERS, ALLOC_LINE)
+            self.assertEqual((got, count), (sum(3_000_001 + i for i in mine), len(mine)),
+                             f"worker {pid} ran {mine}")
+            self.assertEqual(entry["site"]["function"], "work")
+        self.assertEqual(sorted(i for _, i in tasks), [0, 1, 2, 3])
+
     def test_program_sees_no_memtrace(self):
         """The program and its children see their environment as without
         memtrace (PYTHONPATH as given, no memtrace variable), sys.path

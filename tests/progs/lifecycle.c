@@ -9,6 +9,8 @@
  *   churn           200 short threads, created and joined one by one
  *   abort | segv    allocate, wait for a flush, then crash
  *   abort-now | segv-now  allocate, then crash at once (before any round)
+ *   term-now        allocate, then receive SIGTERM at once (as a worker
+ *                   stopped by kill or Pool.terminate)
  *   _exit           allocate then _exit(7) at once
  *   dlopen          dlopen/dlclose a library 200 times
  *   threads16       16 threads allocating for 3 s, replaced as they finish
@@ -295,7 +297,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(mode, "abort") || !strcmp(mode, "segv") || !strcmp(mode, "_exit") ||
-        !strcmp(mode, "abort-now") || !strcmp(mode, "segv-now")) {
+        !strcmp(mode, "abort-now") || !strcmp(mode, "segv-now") ||
+        !strcmp(mode, "term-now")) {
         before_crash();
         if (mode[0] == '_')
             _exit(7);
@@ -303,6 +306,10 @@ int main(int argc, char **argv)
             sleep_ms(400); /* at least one writer round */
         if (mode[0] == 'a')
             abort();
+        if (mode[0] == 't') {
+            kill(getpid(), SIGTERM); /* from outside, as kill(1) sends it */
+            return 0;
+        }
         volatile int *bad = NULL;
         return *bad;
     }
