@@ -131,13 +131,24 @@ static int python_will_clean(void)
  * timeout, docker stop, and multiprocessing's Pool.terminate(), which
  * `with Pool() as p:` calls on its workers), and a short-lived worker would
  * otherwise lose everything since the last writer round, often its whole
- * life. SIGINT is not: CPython installs its KeyboardInterrupt handler only
- * where SIGINT still has the default action. */
-static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGTERM};
+ * life. So is SIGPIPE, how the writer of a pipeline ends when its reader
+ * has had enough (`memtrace run -- prog | head`). SIGINT is not: CPython
+ * installs its KeyboardInterrupt handler only where SIGINT still has the
+ * default action. */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE,
+                                    SIGILL,  SIGTERM, SIGPIPE};
 
 static void on_fatal_signal(int sig)
 {
     int saved = errno;
+    /* The end of the capture being written on another thread (the program
+     * is exiting): let it finish, up to 2 s, rather than cut it short. */
+    for (int i = 0; i < 2000 && atomic_load(&mt__g.finishing) &&
+                    !pthread_equal(pthread_self(), mt__g.finisher);
+         i++) {
+        struct timespec d = {0, 1000000L};
+        nanosleep(&d, NULL);
+    }
     if (mt__g.pid == getpid()) {
         int was_busy = mt__busy;
         mt__busy = 1;
@@ -149,6 +160,25 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
+static int is_fatal_signal(int sig)
+{
+    for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++)
+        if (fatal_signals[i] == sig)
+            return 1;
+    return 0;
+}
+
+static const struct sigaction *our_action(void)
+{
+    static struct sigaction sa;
+    if (sa.sa_handler != on_fatal_signal) {
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
+        sa.sa_handler = on_fatal_signal;
+    }
+    return &sa;
+}
+
 static void install_fatal_handlers(void)
 {
     if (!mt__real.sigaction)
@@ -156,15 +186,11 @@ static void install_fatal_handlers(void)
     if (!mt__real.sigaction)
         return;
     for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
-        struct sigaction old, sa;
+        struct sigaction old;
         if (mt__real.sigaction(fatal_signals[i], NULL, &old) != 0 ||
             old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
             continue;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_fatal_signal;
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
-        mt__real.sigaction(fatal_signals[i], &sa, NULL);
+        mt__real.sigaction(fatal_signals[i], our_action(), NULL);
     }
 }
 
@@ -181,11 +207,23 @@ static void hide_ours(struct sigaction *old)
     }
 }
 
+/* A program that restores the default action of a fatal signal gets ours
+ * instead (it acts as the default, after writing a last block): programs
+ * with handlers of their own (GNU sort, for its temporary files) end by
+ * restoring the default and raising the signal again. */
+static int wants_default(int sig, void (*handler)(int), int flags)
+{
+    return handler == SIG_DFL && !(flags & SA_SIGINFO) && is_fatal_signal(sig) &&
+           mt__g.pid == getpid() && atomic_load(&mt__g.active);
+}
+
 __attribute__((visibility("default"))) int sigaction(int sig, const struct sigaction *act,
                                                      struct sigaction *old)
 {
     if (MT_UNLIKELY(!mt__real.sigaction))
         mt__bootstrap();
+    if (act && wants_default(sig, act->sa_handler, act->sa_flags))
+        act = our_action();
     int rc = mt__real.sigaction(sig, act, old);
     if (rc == 0)
         hide_ours(old);
@@ -196,6 +234,13 @@ __attribute__((visibility("default"))) void (*signal(int sig, void (*handler)(in
 {
     if (MT_UNLIKELY(!mt__real.signal))
         mt__bootstrap();
+    if (wants_default(sig, handler, 0) && mt__real.sigaction) {
+        struct sigaction old;
+        if (mt__real.sigaction(sig, our_action(), &old) != 0)
+            return SIG_ERR;
+        hide_ours(&old);
+        return old.sa_handler;
+    }
     void (*prev)(int) = mt__real.signal(sig, handler);
     return prev == on_fatal_signal ? SIG_DFL : prev;
 }

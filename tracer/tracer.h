@@ -274,6 +274,10 @@ struct mt_tracer {
     atomic_int active;
     /* The global event order: every event takes the next value. */
     _Atomic uint64_t seq;
+    /* 1 while mt__writer_finish writes the end of the capture, on thread
+     * finisher: a fatal signal handled on another thread waits for it. */
+    atomic_int finishing;
+    pthread_t finisher;
 
     /* The attached CPython frame walker (python.c), or NULL. Set once. */
     _Atomic(const struct mt_python_ops_s *) python;

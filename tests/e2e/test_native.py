@@ -232,10 +232,13 @@ class Lifecycle(CaptureTest):
             self.assertEqual(sites["before_crash"]["count"], 5, mode)
 
     def test_crash_at_once_still_records(self):
-        """abort, a segfault and SIGTERM right after allocating, before any
-        writer round: the fatal-signal handler writes a last block."""
+        """abort, a segfault, SIGTERM (also where the program's own handler
+        restores the default action and raises it again) and SIGPIPE right
+        after allocating, before any writer round: the fatal-signal handler
+        writes a last block."""
         for mode, sig in (("abort-now", signal.SIGABRT), ("segv-now", signal.SIGSEGV),
-                          ("term-now", signal.SIGTERM)):
+                          ("term-now", signal.SIGTERM), ("term-own-now", signal.SIGTERM),
+                          ("pipe-now", signal.SIGPIPE)):
             capture, cp = self.record([prog("lifecycle"), mode], name=mode + ".bin",
                                       expect_status=128 + sig)
             sites = sites_by_function(
