@@ -460,9 +460,14 @@ static size_t build_header(uint8_t *p0)
     /* The command as the user typed it (memtrace run passes it for the
      * root process, where the interpreter may run memtrace's launcher),
      * else this process's own. */
-    size_t alen = 0;
+    /* A forked child runs the program its parent ran: its command is the
+     * parent's (still in args, static), not its /proc/self/cmdline, which
+     * for a Python program names memtrace's launcher. */
+    static size_t alen;
     const char *typed = getenv("MEMTRACE_ARGV");
-    if (typed && mt__g.pid == mt__g.root_pid) {
+    if (mt__g.origin == MT_ORIGIN_FORK && alen) {
+        /* as the parent wrote it */
+    } else if (typed && mt__g.pid == mt__g.root_pid) {
         alen = strlen(typed);
         if (alen >= sizeof args)
             alen = sizeof args - 1;

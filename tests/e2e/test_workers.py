@@ -180,6 +180,10 @@ class PythonWorkers(FollowTest):
         sums, workers, root = self.run_workers("fork")
         for pid in workers:
             self.assertEqual((sums[pid]["origin"], sums[pid]["parent_pid"]), ("fork", root))
+            # A forked worker runs the program as typed, not memtrace's
+            # launcher (which the interpreter's own command line names).
+            self.assertEqual(sums[pid]["command"], f"{self.PYTHON} {WORKERS} fork")
+        self.assertEqual(sums[root]["command"], f"{self.PYTHON} {WORKERS} fork")
 
     def test_pool_spawn(self):
         sums, workers, root = self.run_workers("spawn")
