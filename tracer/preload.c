@@ -168,15 +168,16 @@ static int is_fatal_signal(int sig)
     return 0;
 }
 
+/* Initialized at compile time (an empty sa_mask is all zeros in glibc),
+ * so threads may install it at any moment without a race. */
+static const struct sigaction our_sa = {
+    .sa_handler = on_fatal_signal,
+    .sa_flags = SA_RESETHAND | SA_ONSTACK,
+};
+
 static const struct sigaction *our_action(void)
 {
-    static struct sigaction sa;
-    if (sa.sa_handler != on_fatal_signal) {
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
-        sa.sa_handler = on_fatal_signal;
-    }
-    return &sa;
+    return &our_sa;
 }
 
 static void install_fatal_handlers(void)
