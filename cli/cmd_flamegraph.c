@@ -68,8 +68,9 @@ static int fg_write(const char *out, mt_capture_t *cap,
     FILE *f = fopen(tmp, "w");
     if (!f) {
         int err = -errno;
+        /* The user's path: the temporary name is ours, not theirs. */
         fputs("memtrace flamegraph: cannot write ", stderr);
-        mt_fputs_escaped(tmp, stderr);
+        mt_fputs_escaped(out, stderr);
         fprintf(stderr, ": %s\n", mt_strerror(err));
         free(tmp);
         return err;

@@ -176,7 +176,14 @@ program:
 static int find_on_path(const char *name, char *out, size_t cap)
 {
     if (strchr(name, '/')) {
+        struct stat st;
         snprintf(out, cap, "%s", name);
+        if (stat(out, &st) != 0)
+            return -1;
+        if (!S_ISREG(st.st_mode)) {
+            errno = S_ISDIR(st.st_mode) ? EISDIR : EACCES;
+            return -1;
+        }
         return access(out, X_OK) == 0 ? 0 : -1;
     }
     const char *path = getenv("PATH");
@@ -650,10 +657,15 @@ int mt__cmd_run(int argc, char **argv)
         resolve_python(prog, python, sizeof python);
         snprintf(prog, sizeof prog, "%s", python);
     } else if (find_on_path(o.rest[0], prog, sizeof prog) != 0) {
+        /* As a shell: 127 when there is no such program, 126 when there
+         * is one that cannot be run; the reason in words. */
+        int err = strchr(o.rest[0], '/') ? errno : ENOENT;
         fprintf(stderr, "memtrace run: cannot run '%s': %s\n", o.rest[0],
-                strchr(o.rest[0], '/') ? "not an executable file"
-                                       : "command not found on PATH");
-        return 127;
+                !strchr(o.rest[0], '/') ? "command not found on PATH"
+                : err == ENOENT || err == ENOTDIR ? "no such file"
+                : err == EISDIR         ? "it is a directory"
+                                        : "not an executable file");
+        return err == ENOENT || err == ENOTDIR ? 127 : 126;
     }
     if (is_static_elf(prog)) {
         fprintf(stderr, "memtrace run: %s is statically linked; memtrace "

@@ -126,14 +126,18 @@ static void str_to_utf8(PyObject *s, char *out, size_t cap)
 
 /* mt_python_ops_t.describe: names a code object, and pins it (one
  * reference, never released) so that its address never names another.
- * Needs the GIL, for the reference count: without it, -1 (the tracer asks
- * again at a later allocation). */
+ * The code object comes from a frame of the calling thread, which cannot
+ * be popped while the thread is in the allocator, and its name and file
+ * are immutable strings it owns: reading them is safe without the GIL.
+ * Taking the reference is not (the count is not atomic), so without the
+ * GIL the code is described unpinned (*pin = 0), and the tracer checks a
+ * later use of the same address against the description. That is the
+ * common case for large buffers: numpy, zlib, hashlib and others release
+ * the GIL around their biggest allocations. */
 static int describe(const void *code, char *name, size_t name_cap, char *file,
                     size_t file_cap, int *firstlineno, int *pin)
 {
     *pin = 0;
-    if (!mt_py_holds_gil(mt_py_thread_state()))
-        return -1;
     PyObject *obj = (PyObject *)(uintptr_t)code;
     if (obj == NULL || !PyCode_Check(obj))
         return -1;
@@ -141,8 +145,10 @@ static int describe(const void *code, char *name, size_t name_cap, char *file,
     str_to_utf8(mt_py_code_name(co), name, name_cap);
     str_to_utf8(co->co_filename, file, file_cap);
     *firstlineno = co->co_firstlineno;
-    Py_INCREF(obj);
-    *pin = 1;
+    if (mt_py_holds_gil(mt_py_thread_state())) {
+        Py_INCREF(obj);
+        *pin = 1;
+    }
     return 0;
 }
 

@@ -342,25 +342,32 @@ static int merge_module(mt_capture_t *out, mt_module_t *m, uint32_t *idx)
     return 0;
 }
 
-/* The combined code id for src's code id (0: unknown stays unknown). */
-static int merge_code(job_t *j, mt_capture_t *src, uint32_t id,
+/* The combined code id for src's code id (0: unknown stays unknown).
+ * done[id] remembers it for the next node of the same code: a code object
+ * merged as new gives its strings to the combined table. */
+static int merge_code(job_t *j, mt_capture_t *src, uint32_t id, uint32_t *done,
                       uint32_t *out_id)
 {
     mt_capture_t *out = j->out;
     *out_id = 0;
     if (!id || id > src->pycode_count)
         return 0;
+    if (done[id]) {
+        *out_id = done[id];
+        return 0;
+    }
     struct mt_pycode_s *c = &src->pycodes[id];
     uint64_t h = str_hash(c->file, str_hash(c->name, 1469598103934665603ull)) ^
                  c->firstline;
     if (j->code_ht_size) {
         for (size_t k = h & (j->code_ht_size - 1); j->code_ht[k];
              k = (k + 1) & (j->code_ht_size - 1)) {
-            const struct mt_pycode_s *o = &out->pycodes[j->code_ht[k] - 1];
+            /* The table holds ids (from 1), which index pycodes as is. */
+            const struct mt_pycode_s *o = &out->pycodes[j->code_ht[k]];
             if (o->firstline == c->firstline &&
                 !strcmp(o->name ? o->name : "", c->name ? c->name : "") &&
                 !strcmp(o->file ? o->file : "", c->file ? c->file : "")) {
-                *out_id = j->code_ht[k] - 1;
+                *out_id = done[id] = j->code_ht[k];
                 return 0;
             }
         }
@@ -387,7 +394,7 @@ static int merge_code(job_t *j, mt_capture_t *src, uint32_t id,
     while (j->code_ht[k])
         k = (k + 1) & (j->code_ht_size - 1);
     j->code_ht[k] = nid;
-    *out_id = nid;
+    *out_id = done[id] = nid;
     return 0;
 }
 
@@ -424,14 +431,17 @@ static int merge_tables(job_t *j, job_proc_t *p)
     mt_capture_t *out = j->out, *src = p->cap;
     int rc;
     uint32_t *modmap = malloc((src->module_count + 1) * sizeof *modmap);
+    uint32_t *codemap = calloc(src->pycode_count + 1, sizeof *codemap);
     p->map = malloc(src->node_count * sizeof *p->map);
-    if (!modmap || !p->map) {
+    if (!modmap || !codemap || !p->map) {
         free(modmap);
+        free(codemap);
         return MT_ENOMEM;
     }
     for (size_t m = 0; m < src->module_count; m++)
         if ((rc = merge_module(out, &src->modules[m], &modmap[m]))) {
             free(modmap);
+            free(codemap);
             return rc;
         }
     p->map[0] = 0;
@@ -446,8 +456,9 @@ static int merge_tables(job_t *j, job_proc_t *p)
         if (sn->ip & MT_NODE_PYTHON) {
             uint32_t id;
             if ((rc = merge_code(j, src, (uint32_t)(sn->ip >> 32) & 0x7fffffffu,
-                                 &id))) {
+                                 codemap, &id))) {
                 free(modmap);
+                free(codemap);
                 return rc;
             }
             n.ip = MT_NODE_PYTHON | (uint64_t)id << 32 | (sn->ip & 0xffffffffu);
@@ -469,6 +480,7 @@ static int merge_tables(job_t *j, job_proc_t *p)
                 ht_grow(&j->nodes_ht, &j->nodes_ht_size, out->node_count,
                         node_hash_of, j)) {
                 free(modmap);
+                free(codemap);
                 return MT_ENOMEM;
             }
             id = (uint32_t)out->node_count++;
@@ -485,6 +497,7 @@ static int merge_tables(job_t *j, job_proc_t *p)
         amount_add(&out->node_stats[id].leaked, ss->leaked);
     }
     free(modmap);
+    free(codemap);
     return 0;
 }
 

@@ -451,6 +451,31 @@ static void text_part(FILE *out, const char *name, int have, int64_t v,
     fputc('\n', out);
 }
 
+/* When the kernel's peak is well above every sample, says so under it:
+ * the rows and the split below are at the highest sample, and without
+ * this line a user reads a peak that no row shows. */
+static void spike_note(FILE *out, mt_capture_t *cap, const mt_totals_t *t)
+{
+    const mt_sample_t *s = mt_capture_samples(cap);
+    size_t n = mt_capture_sample_count(cap), best = 0;
+    if (n == 0 || (t->peak_rss_source != MT_PEAK_RSS_EXIT &&
+                   t->peak_rss_source != MT_PEAK_RSS_TRAILER))
+        return;
+    for (size_t i = 1; i < n; i++)
+        if (s[i].rss_bytes > s[best].rss_bytes)
+            best = i;
+    uint64_t top = s[best].rss_bytes, peak = t->peak_rss_bytes;
+    if (peak < top + (1u << 20) || peak - top < peak / 16)
+        return;
+    char a[32];
+    unsigned ms = mt_capture_header(cap)->rss_interval_ms;
+    fprintf(out, "              every sample is below it (the highest: %s at %.3f s):\n"
+                 "              memory that came and went between two samples "
+                 "(--rss-interval %u ms)\n",
+            mt_format_size(top, a, sizeof a), (double)s[best].time_ns / 1e9,
+            ms ? ms : 10);
+}
+
 static void rss_text(FILE *out, mt_capture_t *cap, const rss_gap_t *g)
 {
     const mt_totals_t *t = mt_capture_totals(cap);
@@ -472,6 +497,7 @@ static void rss_text(FILE *out, mt_capture_t *cap, const rss_gap_t *g)
         fputs(" (highest sample: the capture has no trailer)\n", out);
         break;
     }
+    spike_note(out, cap, t);
     fprintf(out, "Traced heap:  peak %s at %.3f s\n",
             mt_format_size(t->peak_bytes, a, sizeof a),
             (double)t->peak_time_ns / 1e9);

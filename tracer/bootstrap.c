@@ -90,6 +90,8 @@ void mt__bootstrap(void)
     MT_RESOLVE(posix_spawnp, "posix_spawnp");
     MT_RESOLVE(system, "system");
     MT_RESOLVE(popen, "popen");
+    MT_RESOLVE(sigaction, "sigaction");
+    MT_RESOLVE(signal, "signal");
     mt__busy = was_busy;
     atomic_store_explicit(&done, 1, memory_order_release);
 }

@@ -126,12 +126,29 @@ static int python_will_clean(void)
 /* Fatal signals: write what can be written, then die as the signal says.
  * Installed only where the program has not set a handler by then (one it
  * sets later replaces ours). SA_RESETHAND restores the default action, and
- * the signal raised again takes effect when the handler returns. */
-static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+ * the signal raised again takes effect when the handler returns.
+ * SIGTERM is among them: it is how processes are told to stop (kill,
+ * timeout, docker stop, and multiprocessing's Pool.terminate(), which
+ * `with Pool() as p:` calls on its workers), and a short-lived worker would
+ * otherwise lose everything since the last writer round, often its whole
+ * life. So is SIGPIPE, how the writer of a pipeline ends when its reader
+ * has had enough (`memtrace run -- prog | head`). SIGINT is not: CPython
+ * installs its KeyboardInterrupt handler only where SIGINT still has the
+ * default action. */
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE,
+                                    SIGILL,  SIGTERM, SIGPIPE};
 
 static void on_fatal_signal(int sig)
 {
     int saved = errno;
+    /* The end of the capture being written on another thread (the program
+     * is exiting): let it finish, up to 2 s, rather than cut it short. */
+    for (int i = 0; i < 2000 && atomic_load(&mt__g.finishing) &&
+                    !pthread_equal(pthread_self(), mt__g.finisher);
+         i++) {
+        struct timespec d = {0, 1000000L};
+        nanosleep(&d, NULL);
+    }
     if (mt__g.pid == getpid()) {
         int was_busy = mt__busy;
         mt__busy = 1;
@@ -143,19 +160,90 @@ static void on_fatal_signal(int sig)
     raise(sig);
 }
 
+static int is_fatal_signal(int sig)
+{
+    for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++)
+        if (fatal_signals[i] == sig)
+            return 1;
+    return 0;
+}
+
+/* Initialized at compile time (an empty sa_mask is all zeros in glibc),
+ * so threads may install it at any moment without a race. */
+static const struct sigaction our_sa = {
+    .sa_handler = on_fatal_signal,
+    .sa_flags = SA_RESETHAND | SA_ONSTACK,
+};
+
+static const struct sigaction *our_action(void)
+{
+    return &our_sa;
+}
+
 static void install_fatal_handlers(void)
 {
+    if (!mt__real.sigaction)
+        mt__bootstrap();
+    if (!mt__real.sigaction)
+        return;
     for (size_t i = 0; i < sizeof fatal_signals / sizeof fatal_signals[0]; i++) {
-        struct sigaction old, sa;
-        if (sigaction(fatal_signals[i], NULL, &old) != 0 ||
+        struct sigaction old;
+        if (mt__real.sigaction(fatal_signals[i], NULL, &old) != 0 ||
             old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
             continue;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_fatal_signal;
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = SA_RESETHAND | SA_ONSTACK;
-        sigaction(fatal_signals[i], &sa, NULL);
+        mt__real.sigaction(fatal_signals[i], our_action(), NULL);
     }
+}
+
+/* The program asking for a signal's handler gets the default action where
+ * ours is installed: it is what it would see without memtrace (CPython
+ * reads every handler at start-up, and signal.getsignal(SIGTERM) must say
+ * SIG_DFL, not None), and a handler it chains to is then SIG_DFL. */
+static void hide_ours(struct sigaction *old)
+{
+    if (old && !(old->sa_flags & SA_SIGINFO) && old->sa_handler == on_fatal_signal) {
+        memset(old, 0, sizeof *old);
+        old->sa_handler = SIG_DFL;
+        sigemptyset(&old->sa_mask);
+    }
+}
+
+/* A program that restores the default action of a fatal signal gets ours
+ * instead (it acts as the default, after writing a last block): programs
+ * with handlers of their own (GNU sort, for its temporary files) end by
+ * restoring the default and raising the signal again. */
+static int wants_default(int sig, void (*handler)(int), int flags)
+{
+    return handler == SIG_DFL && !(flags & SA_SIGINFO) && is_fatal_signal(sig) &&
+           mt__g.pid == getpid() && atomic_load(&mt__g.active);
+}
+
+__attribute__((visibility("default"))) int sigaction(int sig, const struct sigaction *act,
+                                                     struct sigaction *old)
+{
+    if (MT_UNLIKELY(!mt__real.sigaction))
+        mt__bootstrap();
+    if (act && wants_default(sig, act->sa_handler, act->sa_flags))
+        act = our_action();
+    int rc = mt__real.sigaction(sig, act, old);
+    if (rc == 0)
+        hide_ours(old);
+    return rc;
+}
+
+__attribute__((visibility("default"))) void (*signal(int sig, void (*handler)(int)))(int)
+{
+    if (MT_UNLIKELY(!mt__real.signal))
+        mt__bootstrap();
+    if (wants_default(sig, handler, 0) && mt__real.sigaction) {
+        struct sigaction old;
+        if (mt__real.sigaction(sig, our_action(), &old) != 0)
+            return SIG_ERR;
+        hide_ours(&old);
+        return old.sa_handler;
+    }
+    void (*prev)(int) = mt__real.signal(sig, handler);
+    return prev == on_fatal_signal ? SIG_DFL : prev;
 }
 
 /* A program (or a library before us) that defines malloc itself is not

@@ -11,16 +11,23 @@
 #include "tracer.h"
 
 /* Code object -> id: open addressing under defs_lock. Ids start at 1; 0
- * means "could not be described" (the frame shows as unknown). The walker
- * pins every code object it describes, so an address is never reused. */
+ * means "could not be described" (the frame shows as unknown). A code
+ * object described with the GIL held is pinned by the walker, so its
+ * address is never reused and its id is final. One described without the
+ * GIL (an allocation made while a C extension released it) is not: its
+ * slot keeps a hash of the description, and a later use of the address
+ * describes it again and keeps the id only when the hash still matches. */
 typedef struct {
     const void *code;
     uint32_t id;
+    uint32_t pinned;
+    uint64_t hash; /* of name, file and first line; for unpinned slots */
 } code_slot_t;
 
 static code_slot_t *codes;      /* defs_lock */
 static size_t codes_cap;        /* defs_lock */
-static uint32_t codes_count;    /* defs_lock */
+static size_t codes_used;       /* defs_lock: occupied slots */
+static uint32_t codes_count;    /* defs_lock: ids given */
 
 /* Every Python definition written so far (the PYTHON record, then the
  * PYCODE records), as encoded records, so that a --follow-fork child can
@@ -100,36 +107,61 @@ static int codes_grow_unlocked(void)
     return 0;
 }
 
-/* The id of code, describing it the first time. */
-static uint32_t code_id(const mt_python_ops_t *ops, const void *code)
+/* FNV-1a over the description, to recognize an unpinned code object. */
+static uint64_t describe_hash(const char *name, size_t nl, const char *file,
+                              size_t fl, int first)
 {
+    uint64_t h = 0xcbf29ce484222325ull;
+    const char *parts[2] = {name, file};
+    size_t lens[2] = {nl, fl};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < lens[k]; i++)
+            h = (h ^ (uint8_t)parts[k][i]) * 0x100000001b3ull;
+        h = (h ^ 0xffu) * 0x100000001b3ull; /* separator */
+    }
+    return (h ^ (uint64_t)(uint32_t)first) * 0x100000001b3ull;
+}
+
+/* The id of code, describing it the first time (and, while it is not
+ * pinned, each time: see code_slot_t). *final is set to 1 when the id can
+ * be cached by address. */
+static uint32_t code_id(const mt_python_ops_t *ops, const void *code, int *final)
+{
+    *final = 0;
     pthread_mutex_lock(&mt__g.defs_lock);
-    if ((codes_count + 1) * 2 > codes_cap && codes_grow_unlocked() != 0) {
+    if ((codes_used + 1) * 2 > codes_cap && codes_grow_unlocked() != 0) {
         pthread_mutex_unlock(&mt__g.defs_lock);
         return 0;
     }
     size_t j = ptr_hash(code) & (codes_cap - 1);
-    while (codes[j].code) {
-        if (codes[j].code == code) {
-            uint32_t id = codes[j].id;
-            pthread_mutex_unlock(&mt__g.defs_lock);
-            return id;
-        }
+    while (codes[j].code && codes[j].code != code)
         j = (j + 1) & (codes_cap - 1);
+    code_slot_t *slot = &codes[j];
+    if (slot->code && slot->pinned) {
+        *final = 1;
+        pthread_mutex_unlock(&mt__g.defs_lock);
+        return slot->id;
     }
     char name[256], file[1024];
     int first = 0, pin = 0;
-    if (ops->describe(code, name, sizeof name, file, sizeof file, &first, &pin) != 0 ||
-        !pin) {
-        /* Not now (no GIL), or not pinned: an unpinned address could be
-         * reused, so it is not remembered. */
+    if (ops->describe(code, name, sizeof name, file, sizeof file, &first, &pin) != 0) {
         pthread_mutex_unlock(&mt__g.defs_lock);
         return 0;
     }
-    uint32_t id = ++codes_count;
-    codes[j].code = code;
-    codes[j].id = id;
     size_t nl = strnlen(name, sizeof name - 1), fl = strnlen(file, sizeof file - 1);
+    uint64_t hash = describe_hash(name, nl, file, fl, first);
+    if (slot->code && slot->hash == hash) {
+        /* The same code object as before (or one exactly like it). */
+        slot->pinned = (uint32_t)pin;
+        *final = pin;
+        pthread_mutex_unlock(&mt__g.defs_lock);
+        return slot->id;
+    }
+    if (!slot->code)
+        codes_used++;
+    uint32_t id = ++codes_count;
+    *slot = (code_slot_t){code, id, (uint32_t)pin, hash};
+    *final = pin;
     uint8_t rec[3 * MT_VARINT_MAX + 2 * MT_VARINT_MAX + sizeof name + sizeof file];
     uint8_t *p = rec;
     p = mt__put_varint(p, id);
@@ -156,26 +188,31 @@ static uintptr_t frame_key(const mt_python_ops_t *ops, py_cache_t *c,
 {
     uint32_t id = 0;
     int32_t line;
+    int final = 0;
     if (c) {
         size_t h = ptr_hash(f->code) & (CODE_CACHE - 1);
         if (c->code[h] == f->code) {
             id = c->id[h];
-        } else if ((id = code_id(ops, f->code)) != 0) {
+            final = 1;
+        } else if ((id = code_id(ops, f->code, &final)) != 0 && final) {
             c->code[h] = f->code;
             c->id[h] = id;
         }
-        size_t lh = (ptr_hash(f->code) ^ (size_t)f->offset * 0x9e37u) & (LINE_CACHE - 1);
-        if (c->lcode[lh] == f->code && c->loff[lh] == f->offset) {
-            line = c->line[lh];
-        } else {
-            line = ops->line(f->code, f->offset);
+    } else {
+        id = code_id(ops, f->code, &final);
+    }
+    /* Lines are cached by address only for pinned code objects: another
+     * one may take an unpinned one's address. */
+    size_t lh = (ptr_hash(f->code) ^ (size_t)f->offset * 0x9e37u) & (LINE_CACHE - 1);
+    if (c && final && c->lcode[lh] == f->code && c->loff[lh] == f->offset) {
+        line = c->line[lh];
+    } else {
+        line = ops->line(f->code, f->offset);
+        if (c && final) {
             c->lcode[lh] = f->code;
             c->loff[lh] = f->offset;
             c->line[lh] = line;
         }
-    } else {
-        id = code_id(ops, f->code);
-        line = ops->line(f->code, f->offset);
     }
     return (uintptr_t)MT_PYTHON_KEY(id, line > 0 ? line : 0);
 }

@@ -10,6 +10,7 @@
 #define MT_TRACER_H
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +57,9 @@ struct mt_real_fns {
                         char *const[], char *const[]);
     int (*system)(const char *);
     struct _IO_FILE *(*popen)(const char *, const char *);
+    /* preload.c: the fatal-signal handlers stay out of the program's sight. */
+    int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+    void (*(*signal)(int, void (*)(int)))(int);
 };
 extern struct mt_real_fns mt__real;
 
@@ -270,6 +274,10 @@ struct mt_tracer {
     atomic_int active;
     /* The global event order: every event takes the next value. */
     _Atomic uint64_t seq;
+    /* 1 while mt__writer_finish writes the end of the capture, on thread
+     * finisher: a fatal signal handled on another thread waits for it. */
+    atomic_int finishing;
+    pthread_t finisher;
 
     /* The attached CPython frame walker (python.c), or NULL. Set once. */
     _Atomic(const struct mt_python_ops_s *) python;

@@ -460,9 +460,14 @@ static size_t build_header(uint8_t *p0)
     /* The command as the user typed it (memtrace run passes it for the
      * root process, where the interpreter may run memtrace's launcher),
      * else this process's own. */
-    size_t alen = 0;
+    /* A forked child runs the program its parent ran: its command is the
+     * parent's (still in args, static), not its /proc/self/cmdline, which
+     * for a Python program names memtrace's launcher. */
+    static size_t alen;
     const char *typed = getenv("MEMTRACE_ARGV");
-    if (typed && mt__g.pid == mt__g.root_pid) {
+    if (mt__g.origin == MT_ORIGIN_FORK && alen) {
+        /* as the parent wrote it */
+    } else if (typed && mt__g.pid == mt__g.root_pid) {
         alen = strlen(typed);
         if (alen >= sizeof args)
             alen = sizeof args - 1;
@@ -559,7 +564,29 @@ int mt__writer_start(const char *path, int create_excl)
     return 0;
 }
 
+static void finish_unmasked(void);
+
 void mt__writer_finish(void)
+{
+    /* A request to stop (SIGTERM from Pool.terminate(), kill, a terminal)
+     * arriving while this thread writes the end waits until it is written:
+     * handled here, the process would die with the capture cut short. On
+     * other threads, the handler waits for finishing to clear. */
+    sigset_t stops, old_mask;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGHUP);
+    sigaddset(&stops, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &stops, &old_mask);
+    mt__g.finisher = pthread_self();
+    atomic_store(&mt__g.finishing, 1);
+    finish_unmasked();
+    atomic_store(&mt__g.finishing, 0);
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+}
+
+static void finish_unmasked(void)
 {
     /* Stop recording first so the final round is the last word. */
     atomic_store(&mt__g.active, 0);
@@ -677,14 +704,32 @@ static void emergency_checkpoint(void)
     raw_len = 0;
 }
 
+/* Takes lock, waiting up to ms for it: the writer thread may be in the
+ * middle of a round (a few ms, longer on a busy machine), which would
+ * otherwise leave a worker stopped by SIGTERM shortly after its start
+ * with nothing written. The writer never runs the signal handlers (it
+ * blocks every signal); if the interrupted thread holds the lock itself,
+ * the wait ends and nothing is written, as before. */
+static int lock_within(pthread_mutex_t *lock, int ms)
+{
+    for (int i = 0;; i++) {
+        if (pthread_mutex_trylock(lock) == 0)
+            return 0;
+        if (i >= ms)
+            return -1;
+        struct timespec d = {0, 1000000L};
+        nanosleep(&d, NULL);
+    }
+}
+
 void mt__writer_emergency(void)
 {
     /* Runs in a fatal-signal handler: it takes only locks that are free
-     * right now and allocates nothing, so it may write nothing (then the
-     * capture ends at the last round, as without it). Events go to the
+     * now or soon (lock_within) and allocates nothing, so it may write
+     * nothing (then the capture ends at the last round, as without it). Events go to the
      * upper half of the block buffer first, because they must be taken
      * before the definitions they use, which are written before them. */
-    if (mt__g.fd < 0 || mt__g.finished || pthread_mutex_trylock(&mt__g.round_lock))
+    if (mt__g.fd < 0 || mt__g.finished || lock_within(&mt__g.round_lock, 500))
         return;
     if (mt__g.aggregate) {
         emergency_checkpoint();
@@ -694,7 +739,7 @@ void mt__writer_emergency(void)
     size_t cap = mt__g.raw_cap, half = cap / 2, ev = half;
     const size_t room = 1 + 2 * MT_VARINT_MAX;
     if (!mt__g.raw || !mt__g.out || cap < 4 * MT_BUFFER_SIZE ||
-        pthread_mutex_trylock(&mt__g.registry_lock)) {
+        lock_within(&mt__g.registry_lock, 100)) {
         pthread_mutex_unlock(&mt__g.round_lock);
         return;
     }
@@ -711,7 +756,7 @@ void mt__writer_emergency(void)
         atomic_store_explicit(&t->lock, 0, memory_order_release);
     }
     pthread_mutex_unlock(&mt__g.registry_lock);
-    if (pthread_mutex_trylock(&mt__g.queue_lock) == 0) {
+    if (lock_within(&mt__g.queue_lock, 100) == 0) {
         for (mt_buffer_t *b = mt__g.queue_head; b; b = b->next)
             if (ev + room + b->len <= cap)
                 ev = put_section_at(ev, MT_SEC_EVENTS, b->thread,
@@ -723,7 +768,7 @@ void mt__writer_emergency(void)
      * then nothing is written at all. */
     size_t d = 0;
     int defs_ok = 0;
-    if (pthread_mutex_trylock(&mt__g.defs_lock) == 0) {
+    if (lock_within(&mt__g.defs_lock, 100) == 0) {
         if (mt__g.defs_len + room <= half) {
             if (mt__g.defs_len)
                 d = put_section_at(0, MT_SEC_DEFS, 0, mt__g.defs, mt__g.defs_len);

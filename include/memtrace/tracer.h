@@ -53,7 +53,9 @@ typedef struct mt_python_ops_s {
      * NUL-terminated and truncated to fit, and its first line. Returns 0,
      * or -1 when it cannot be done safely now (the caller retries later).
      * *pin is set to 1 when the extension took a reference that keeps the
-     * code object alive (so its address is never reused for another). */
+     * code object alive (so its address is never reused for another); 0
+     * when it could not (no GIL): the description is right now, but the
+     * address may name another code object later. */
     int (*describe)(const void *code, char *name, size_t name_cap, char *file,
                     size_t file_cap, int *firstlineno, int *pin);
 

@@ -338,6 +338,24 @@ class UsageErrors(CliTestCase):
             self.assertIn(b"memtrace %s: " % args[0].encode(), r.stderr)
 
 
+    def test_output_in_a_missing_directory(self):
+        """A report that cannot be written: one line naming the path the
+        user gave (not a temporary name of ours), status 2, no file left."""
+        good = self.write("good.bin", numbers_capture())
+        out_dir = self.path("no-such-dir")
+        for args, out in ((["flamegraph"], "page.html"), (["table"], "page.html"),
+                          (["export", "--format", "csv"], "sites.csv")):
+            target = os.path.join(out_dir, out)
+            r = self.memtrace(args[0], good, *args[1:], "-o", target)
+            self.assert_no_crash(r)
+            err = r.stderr.decode()
+            self.assertEqual(r.returncode, 2, err)
+            self.assertEqual(err, f"memtrace {args[0]}: cannot write {target}: "
+                                  f"{err.rsplit(': ', 1)[1]}", args)
+            self.assertEqual(err.count("\n"), 1, err)
+        self.assertFalse(os.path.exists(out_dir))
+
+
 class BadCaptures(CliTestCase):
     def test_missing_file(self):
         p = self.path("no-such-capture.bin")

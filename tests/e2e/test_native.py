@@ -232,9 +232,13 @@ class Lifecycle(CaptureTest):
             self.assertEqual(sites["before_crash"]["count"], 5, mode)
 
     def test_crash_at_once_still_records(self):
-        """abort and a segfault right after allocating, before any writer
-        round: the fatal-signal handler writes a last block."""
-        for mode, sig in (("abort-now", signal.SIGABRT), ("segv-now", signal.SIGSEGV)):
+        """abort, a segfault, SIGTERM (also where the program's own handler
+        restores the default action and raises it again) and SIGPIPE right
+        after allocating, before any writer round: the fatal-signal handler
+        writes a last block."""
+        for mode, sig in (("abort-now", signal.SIGABRT), ("segv-now", signal.SIGSEGV),
+                          ("term-now", signal.SIGTERM), ("term-own-now", signal.SIGTERM),
+                          ("pipe-now", signal.SIGPIPE)):
             capture, cp = self.record([prog("lifecycle"), mode], name=mode + ".bin",
                                       expect_status=128 + sig)
             sites = sites_by_function(
@@ -350,6 +354,22 @@ class Runner(CaptureTest):
         self.assertEqual(cp.returncode, 127)
         self.assertIn("cannot run", cp.stderr)
         self.assertFalse(os.path.exists(self.path("x.bin")))
+
+    def test_program_that_cannot_run(self):
+        """As a shell says it: 127 for no such program, 126 for one that
+        cannot be run, with the reason, and no capture left."""
+        text = self.path("notes.txt")
+        with open(text, "w") as f:
+            f.write("not a program\n")
+        for argv0, status, why in (
+                ("/nonexistent/prog", 127, "no such file"),
+                (self.tmp, 126, "it is a directory"),
+                (text, 126, "not an executable file"),
+                ("no-such-command-here", 127, "command not found on PATH")):
+            cp = memtrace("run", "-o", self.path("x.bin"), "--", argv0, check=False)
+            self.assertEqual((cp.returncode, cp.stderr),
+                             (status, f"memtrace run: cannot run '{argv0}': {why}\n"))
+            self.assertFalse(os.path.exists(self.path("x.bin")))
 
     def test_report_on_stderr_when_the_program_ends(self):
         _, cp = self.record([prog("known_allocs")], extra=("--report=2",))

@@ -155,6 +155,38 @@ class PythonTests:
                                  self.qual("Thread._bootstrap")])
         self.assertTrue(th["stack"][1]["file"].endswith("threading.py"))
 
+    def test_allocation_without_gil_names_its_frames(self):
+        """A C extension that releases the GIL around an allocation (numpy's
+        large arrays do) still gets the function and file of every frame,
+        although the code objects cannot be pinned at that moment."""
+        m = markers("nogil.py")
+        file = script("nogil.py")
+        for options in ((), ("--native",)):
+            cap = self.record([file], name=f"nogil{len(options)}.bin", options=options)
+            rep = self.report(cap, "--leaks")
+            site = find_site(rep, file, m["grab"])
+            self.assertIsNotNone(site, json.dumps(rep["top"][:3], indent=1))
+            self.assertEqual((site["bytes"], site["count"]), (12_345_678 + 2_000_000, 3))
+            self.assertEqual(site["site"]["function"], "grab")
+            # Every stack through grab, Python frames only, named and exact.
+            folded = memtrace("export", cap, "--format", "folded", "--leaks").stdout
+            stacks = {}
+            for text in folded.splitlines():
+                stack, n = text.rsplit(" ", 1)
+                py = ";".join(fr for fr in stack.split(";") if file in fr)
+                if f"{file}:{m['grab']})" in py:
+                    stacks[py] = stacks.get(py, 0) + int(n)
+
+            def fr(fn, line):
+                return f"{fn} ({file}:{m[line]})"
+            self.assertEqual(stacks, {
+                f"{fr('<module>', 'module-calls-grab')};{fr('grab', 'grab')}": 12_345_678,
+                f"{fr('<module>', 'module-calls-twice')};{fr('grab_twice', 'twice-calls-grab')};"
+                f"{fr('grab', 'grab')}": 1_000_000,
+                f"{fr('<module>', 'module-calls-twice')};"
+                f"{fr('grab_twice', 'twice-calls-grab-again')};{fr('grab', 'grab')}": 1_000_000,
+            }, folded[-2000:])
+
     def test_native_merge(self):
         m = markers("known.py")
         file = script("known.py")
@@ -327,6 +359,14 @@ class PythonTests:
         missing = os.path.join(self.tmp, "missing.py")
         r = self.compare([missing], [missing], "ok", cwd=self.tmp)
         self.assertEqual(r.returncode, 2)
+
+    def test_signal_handlers_as_without_memtrace(self):
+        """The tracer's handlers for fatal signals and SIGTERM are not
+        visible: every signal's handler reads as it would without memtrace."""
+        code = ("import signal, sys; print(sys.argv[1], sorted((s.name, "
+                "str(signal.getsignal(s))) for s in signal.Signals "
+                "if s not in (signal.SIGKILL, signal.SIGSTOP)))")
+        self.compare(["-c", code], ["-c", code], "ok")
 
     def test_launch_module(self):
         for action, status in (("ok", 0), ("raise", 1), ("exitmsg", 1)):

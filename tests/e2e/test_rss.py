@@ -143,6 +143,24 @@ class RssTest(CaptureTest):
         part = float(re.search(r"most of that \(([\d.]+) MiB\)", last).group(1))
         self.assertAlmostEqual(part, N, delta=1.0)  # the raw 64 MiB
 
+    def test_spike_between_samples_is_pointed_out(self):
+        """64 MiB touched and freed between two samples: the kernel's peak
+        has it, no sample does, and the text says so under the peak; memory
+        that stays until the end sample gets no such line."""
+        out, _ = self.record([prog("rss_gap"), "spike", str(N)], name="spike.bin",
+                             extra=("-q", "--rss-interval", "60000"))
+        text = memtrace("rss", out).stdout
+        lines = text.split("\n")
+        peak = next(i for i, line in enumerate(lines) if line.startswith("Peak RSS:"))
+        self.assertIn("every sample is below it (the highest: ", lines[peak + 1])
+        self.assertEqual(lines[peak + 2].strip(), "memory that came and went between "
+                         "two samples (--rss-interval 60000 ms)")
+        rep = json.loads(memtrace("rss", out, "--json").stdout)
+        self.assertGreaterEqual(rep["peak_rss_bytes"], N * MIB)
+        kept, _ = self.record([prog("rss_gap"), "heap", str(N)], name="kept.bin",
+                              extra=("-q", "--rss-interval", "60000"))
+        self.assertNotIn("every sample is below it", memtrace("rss", kept).stdout)
+
     def test_flamegraph_shows_the_same_rss(self):
         out, _ = self.record([prog("rss_gap"), "heap", str(N)], extra=("-q",))
         d = json.loads(memtrace("rss", out, "--json").stdout)

@@ -158,8 +158,16 @@ class PythonWorkers(FollowTest):
                                     "--top", "200").stdout)
         self.assertEqual(sorted(p["pid"] for p in whole["processes"]),
                          sorted(sums), whole["processes"])
-        got, count, _ = at_line(whole, WORKERS, ALLOC_LINE)
+        got, count, entry = at_line(whole, WORKERS, ALLOC_LINE)
         self.assertEqual((got, count), (sum(3_000_001 + i for i in range(4)), 4))
+        # Every Python frame keeps its name and file: a code object met at
+        # several nodes, or in several processes, is one and the same.
+        self.assertEqual(entry["site"]["function"], "work")
+        # (Allocations with no stack at all have an unknown site, line 0.)
+        for e in whole["top"]:
+            for fr in (e["site"], *e["stack"]):
+                if fr["line"]:
+                    self.assertNotEqual(fr["file"], "<unknown>", e["stack"])
         # At the job's high-water mark (the peak of the summed heaps) at
         # least one task's memory is live, and never more than all four.
         peak = json.loads(memtrace("report", self.out, "--json",
@@ -172,6 +180,10 @@ class PythonWorkers(FollowTest):
         sums, workers, root = self.run_workers("fork")
         for pid in workers:
             self.assertEqual((sums[pid]["origin"], sums[pid]["parent_pid"]), ("fork", root))
+            # A forked worker runs the program as typed, not memtrace's
+            # launcher (which the interpreter's own command line names).
+            self.assertEqual(sums[pid]["command"], f"{self.PYTHON} {WORKERS} fork")
+        self.assertEqual(sums[root]["command"], f"{self.PYTHON} {WORKERS} fork")
 
     def test_pool_spawn(self):
         sums, workers, root = self.run_workers("spawn")
@@ -201,6 +213,25 @@ class PythonWorkers(FollowTest):
 
     def test_pool_fork_while_threads_allocate(self):
         self.run_workers("threads-fork")
+
+    def test_pool_terminated_by_with(self):
+        """`with Pool() as p:` kills its workers with SIGTERM when the block
+        ends: each worker's capture still holds what it did (written by
+        the tracer's handler as the signal arrives), the tasks' bytes at
+        the known line, although the worker never reached its exit."""
+        cp = self.run_follow(["--python", self.PYTHON, WORKERS, "with-fork"])
+        tasks = json.loads(cp.stdout)
+        by_pid = {}
+        for pid, i in tasks:
+            by_pid.setdefault(pid, []).append(i)
+        for pid, mine in by_pid.items():
+            got = memtrace("report", f"{self.out}.{pid}", "--leaks", "--json",
+                           "--top", "200", "--no-children")
+            got, count, entry = at_line(json.loads(got.stdout), WORKERS, ALLOC_LINE)
+            self.assertEqual((got, count), (sum(3_000_001 + i for i in mine), len(mine)),
+                             f"worker {pid} ran {mine}")
+            self.assertEqual(entry["site"]["function"], "work")
+        self.assertEqual(sorted(i for _, i in tasks), [0, 1, 2, 3])
 
     def test_program_sees_no_memtrace(self):
         """The program and its children see their environment as without

@@ -9,6 +9,12 @@
  *   churn           200 short threads, created and joined one by one
  *   abort | segv    allocate, wait for a flush, then crash
  *   abort-now | segv-now  allocate, then crash at once (before any round)
+ *   term-now        allocate, then receive SIGTERM at once (as a worker
+ *                   stopped by kill or Pool.terminate)
+ *   term-own-now    the same with a SIGTERM handler of the program's own
+ *                   that restores the default action and raises it again
+ *                   (as GNU sort does)
+ *   pipe-now        allocate, then write to a pipe nobody reads (SIGPIPE)
  *   _exit           allocate then _exit(7) at once
  *   dlopen          dlopen/dlclose a library 200 times
  *   threads16       16 threads allocating for 3 s, replaced as they finish
@@ -167,6 +173,12 @@ static int churn(void)
     return 0;
 }
 
+static void own_term_handler(int sig)
+{
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 NOINLINE static void before_crash(void)
 {
     for (int i = 0; i < 5; i++)
@@ -295,7 +307,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(mode, "abort") || !strcmp(mode, "segv") || !strcmp(mode, "_exit") ||
-        !strcmp(mode, "abort-now") || !strcmp(mode, "segv-now")) {
+        !strcmp(mode, "abort-now") || !strcmp(mode, "segv-now") ||
+        !strcmp(mode, "term-now") || !strcmp(mode, "term-own-now") ||
+        !strcmp(mode, "pipe-now")) {
+        if (!strcmp(mode, "term-own-now")) {
+            signal(SIGTERM, own_term_handler);
+            sleep_ms(250); /* past the writer's first rounds */
+        }
         before_crash();
         if (mode[0] == '_')
             _exit(7);
@@ -303,6 +321,17 @@ int main(int argc, char **argv)
             sleep_ms(400); /* at least one writer round */
         if (mode[0] == 'a')
             abort();
+        if (mode[0] == 't') {
+            kill(getpid(), SIGTERM); /* from outside, as kill(1) sends it */
+            return 0;
+        }
+        if (mode[0] == 'p') {
+            int fds[2];
+            if (pipe(fds) != 0)
+                return 1;
+            close(fds[0]);
+            return write(fds[1], "x", 1) < 0 ? 0 : 1;
+        }
         volatile int *bad = NULL;
         return *bad;
     }

@@ -8,6 +8,8 @@
  *                           libc wrapper, so no hook sees it) and writes
  *                           every page: N MiB of anonymous RSS not traced
  *   rss_gap heap N          malloc(N MiB), every page written: traced
+ *   rss_gap spike N         the same, freed at once: in the peak RSS only,
+ *                           between two samples (--rss-interval 60000)
  *
  * The memory stays until the process exits, so the tracer's last sample
  * (taken at exit) sees it. No stdio: the C library allocates nothing
@@ -62,13 +64,15 @@ static int raw_map(size_t len)
     return 0;
 }
 
-static int heap(size_t len)
+static int heap(size_t len, int keep)
 {
     char *p = malloc(len);
     if (!p)
         return 1;
     touch(p, len, 1);
     sink += (unsigned long)p;
+    if (!keep)
+        free(p); /* a large block: munmap'ed, out of RSS at once */
     return 0;
 }
 
@@ -84,6 +88,8 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "raw") == 0)
         return raw_map(n);
     if (strcmp(argv[1], "heap") == 0)
-        return heap(n);
+        return heap(n, 1);
+    if (strcmp(argv[1], "spike") == 0)
+        return heap(n, 0);
     return 2;
 }

@@ -36,6 +36,13 @@ def executor(method):
         return list(ex.map(work, range(4)))
 
 
+def with_pool(method):
+    import multiprocessing as mp
+    # `with Pool() as p:` ends with terminate(): the workers get SIGTERM.
+    with mp.get_context(method).Pool(4) as p:
+        return p.map(work, range(4), chunksize=1)
+
+
 def run_python(_):
     out = []
     for i in range(4):
@@ -75,6 +82,8 @@ if __name__ == "__main__":
         result = run_python(None)
     elif mode == "threads-fork":
         result = threads_then_fork(None)
+    elif mode.startswith("with-"):
+        result = with_pool(mode[len("with-"):])
     else:
         result = pool(mode)
     print(json.dumps(result))
