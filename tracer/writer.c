@@ -364,9 +364,12 @@ uint64_t mt__writer_own_bytes(void)
     for (mt_buffer_t *b = mt__g.queue_head; b; b = b->next)
         buffers++;
     pthread_mutex_unlock(&mt__g.queue_lock);
+    /* One buffer per registered thread: t->buf belongs to the thread's
+     * spinlock, which this estimate does not take (each thread gets its
+     * buffer when it registers). */
     pthread_mutex_lock(&mt__g.registry_lock);
     for (mt_thread_t *t = mt__g.threads; t; t = t->next)
-        buffers += t->buf != NULL;
+        buffers++;
     pthread_mutex_unlock(&mt__g.registry_lock);
     pthread_mutex_lock(&mt__g.defs_lock);
     size_t defs = mt__g.defs_cap;
