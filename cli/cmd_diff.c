@@ -45,7 +45,6 @@ static const struct option diff_options[] = {
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"help", no_argument, NULL, 'h'},
     MT_INPUT_LONGOPTS,
-    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -73,11 +72,6 @@ int mt__cmd_diff(int argc, char **argv)
             if (mt__parse_top(optarg, &opts.top) < 0)
                 return mt__usage_error(cmd, "--top needs a whole number from 1 "
                                             "to %d, not '%s'", MT_MAX_TOP, optarg);
-            break;
-        case MT_OPT_INCLUDE:
-        case MT_OPT_EXCLUDE:
-            if (mt__filter_option(cmd, c, optarg))
-                return MT_EXIT_USAGE;
             break;
         case 'h': mt__command_help(stdout, cmd); return 0;
         default: return mt__bad_option(cmd, c, argv);

@@ -83,7 +83,6 @@ static const struct option export_options[] = {
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"help", no_argument, NULL, 'h'},
     MT_INPUT_LONGOPTS,
-    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -152,11 +151,6 @@ int mt__cmd_export(int argc, char **argv)
         case 'o': output = optarg; break;
         case 'f': force = 1; break;
         case OPT_LEAKS: leaks = 1; break;
-        case MT_OPT_INCLUDE:
-        case MT_OPT_EXCLUDE:
-            if (mt__filter_option(cmd, c, optarg))
-                return MT_EXIT_USAGE;
-            break;
         case 'h': mt__command_help(stdout, cmd); return 0;
         default: return mt__bad_option(cmd, c, argv);
         }

@@ -104,7 +104,6 @@ static const struct option fg_options[] = {
     {"native", no_argument, NULL, OPT_NATIVE},
     {"no-native", no_argument, NULL, OPT_NO_NATIVE},
     MT_INPUT_LONGOPTS,
-    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -152,11 +151,6 @@ int mt__cmd_flamegraph(int argc, char **argv)
             break;
         case OPT_NO_NATIVE:
             opts.hide_native = 1;
-            break;
-        case MT_OPT_INCLUDE:
-        case MT_OPT_EXCLUDE:
-            if (mt__filter_option(cmd, c, optarg))
-                return MT_EXIT_USAGE;
             break;
         case 'h':
             mt__command_help(stdout, cmd);

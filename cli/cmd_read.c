@@ -216,14 +216,12 @@ static const struct option report_options[] = {
     {"temporary-allocation-threshold", required_argument, NULL, OPT_THRESHOLD},
     {"fail-over", required_argument, NULL, OPT_FAIL_OVER},
     MT_INPUT_LONGOPTS,
-    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 static const struct option plain_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
     MT_INPUT_LONGOPTS,
-    MT_FILTER_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -277,11 +275,6 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
                                        "--temporary-allocation-threshold "
                                        "needs a whole number from 1 to "
                                        "2^32, not '%s'", optarg);
-            break;
-        case MT_OPT_INCLUDE:
-        case MT_OPT_EXCLUDE:
-            if (mt__filter_option(cmd, c, optarg))
-                return MT_EXIT_USAGE;
             break;
         case 'h':
             mt__command_help(stdout, cmd);

@@ -103,7 +103,6 @@ int mt__cmd_tree(int argc, char **argv)
         {"leaks", no_argument, NULL, OPT_LEAKS},
         {"help", no_argument, NULL, 'h'},
         MT_INPUT_LONGOPTS,
-        MT_FILTER_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     mt_tree_opts_t opts;
@@ -132,11 +131,6 @@ int mt__cmd_tree(int argc, char **argv)
             break;
         case OPT_LEAKS:
             opts.view = MT_VIEW_LEAKS;
-            break;
-        case MT_OPT_INCLUDE:
-        case MT_OPT_EXCLUDE:
-            if (mt__filter_option("tree", c, optarg))
-                return MT_EXIT_USAGE;
             break;
         case 'h':
             mt__command_help(stdout, "tree");
@@ -233,7 +227,6 @@ int mt__cmd_table(int argc, char **argv)
         {"leaks", no_argument, NULL, OPT_LEAKS},
         {"help", no_argument, NULL, 'h'},
         MT_INPUT_LONGOPTS,
-        MT_FILTER_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     mt_table_opts_t opts;
@@ -262,11 +255,6 @@ int mt__cmd_table(int argc, char **argv)
             break;
         case OPT_LEAKS:
             opts.view = MT_VIEW_LEAKS;
-            break;
-        case MT_OPT_INCLUDE:
-        case MT_OPT_EXCLUDE:
-            if (mt__filter_option("table", c, optarg))
-                return MT_EXIT_USAGE;
             break;
         case 'h':
             mt__command_help(stdout, "table");

@@ -68,13 +68,17 @@ typedef struct mt_inputs_s {
     uint64_t temporary_threshold; /* 0: the default */
 } mt_inputs_t;
 
-/* The options, for a command's getopt_long table (values below 1000, so
- * they never clash with a command's own). */
-enum { MT_OPT_FROM = 900, MT_OPT_TO, MT_OPT_NO_CHILDREN };
+/* The options every reading command takes, for its getopt_long table
+ * (values below 1000, so they never clash with a command's own): the
+ * window, --no-children, and the filter (--include/--exclude, below). */
+enum { MT_OPT_FROM = 900, MT_OPT_TO, MT_OPT_NO_CHILDREN, MT_OPT_INCLUDE,
+       MT_OPT_EXCLUDE };
 #define MT_INPUT_LONGOPTS                                                      \
     {"from", required_argument, NULL, MT_OPT_FROM},                            \
     {"to", required_argument, NULL, MT_OPT_TO},                                \
-    {"no-children", no_argument, NULL, MT_OPT_NO_CHILDREN}
+    {"no-children", no_argument, NULL, MT_OPT_NO_CHILDREN},                    \
+    {"include", required_argument, NULL, MT_OPT_INCLUDE},                      \
+    {"exclude", required_argument, NULL, MT_OPT_EXCLUDE}
 
 /* The help lines of those options, for every reading command's help. */
 #define MT_INPUT_HELP                                                          \
@@ -139,16 +143,11 @@ char *mt__default_html(const char *capture, const char *kind);
 char *mt__default_output(const char *capture, const char *kind,
                          const char *ext);
 
-/* --include GLOB / --exclude GLOB, which every reading command takes:
- * put MT_FILTER_OPTIONS in its getopt_long table and hand MT_OPT_INCLUDE
- * and MT_OPT_EXCLUDE to mt__filter_option, which returns 0, or prints the
- * usage error and returns MT_EXIT_USAGE. mt__filter() is what they built
- * (NULL when none was given; it lives until the process ends). One
- * command runs per process. (cli/cmd_read.c) */
-enum { MT_OPT_INCLUDE = 950, MT_OPT_EXCLUDE }; /* after MT_OPT_FROM... */
-#define MT_FILTER_OPTIONS                                                      \
-    {"include", required_argument, NULL, MT_OPT_INCLUDE},                      \
-    {"exclude", required_argument, NULL, MT_OPT_EXCLUDE}
+/* --include GLOB / --exclude GLOB (in MT_INPUT_LONGOPTS; mt__inputs_option
+ * hands them to mt__filter_option, which returns 0, or prints the usage
+ * error and returns MT_EXIT_USAGE). mt__filter() is what they built (NULL
+ * when none was given; it lives until the process ends). One command runs
+ * per process. (cli/cmd_read.c) */
 struct mt_filter_s;
 int mt__filter_option(const char *cmd, int c, const char *arg);
 const struct mt_filter_s *mt__filter(void);

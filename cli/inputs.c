@@ -66,6 +66,9 @@ int mt__inputs_option(const char *cmd, int c, const char *arg,
     case MT_OPT_NO_CHILDREN:
         in->no_children = 1;
         return -1;
+    case MT_OPT_INCLUDE:
+    case MT_OPT_EXCLUDE:
+        return mt__filter_option(cmd, c, arg) ? MT_EXIT_USAGE : -1;
     default:
         return -2;
     }
