@@ -91,7 +91,7 @@ static int fg_write(const char *out, mt_capture_t *cap,
 }
 
 enum { OPT_LEAKS = 1000, OPT_TEMPORARY, OPT_HIDE_IMPORTS, OPT_NATIVE,
-       OPT_NO_NATIVE, OPT_THRESHOLD };
+       OPT_NO_NATIVE };
 
 static const struct option fg_options[] = {
     {"output", required_argument, NULL, 'o'},
@@ -99,7 +99,7 @@ static const struct option fg_options[] = {
     {"help", no_argument, NULL, 'h'},
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"temporary-allocations", no_argument, NULL, OPT_TEMPORARY},
-    {"temporary-allocation-threshold", required_argument, NULL, OPT_THRESHOLD},
+    MT_THRESHOLD_LONGOPT,
     {"hide-imports", no_argument, NULL, OPT_HIDE_IMPORTS},
     {"native", no_argument, NULL, OPT_NATIVE},
     {"no-native", no_argument, NULL, OPT_NO_NATIVE},
@@ -135,13 +135,6 @@ int mt__cmd_flamegraph(int argc, char **argv)
             break;
         case OPT_TEMPORARY:
             temporary = 1;
-            break;
-        case OPT_THRESHOLD:
-            if (mt__parse_threshold(optarg, &in.temporary_threshold) < 0)
-                return mt__usage_error(cmd,
-                                       "--temporary-allocation-threshold "
-                                       "needs a whole number from 1 to "
-                                       "2^32, not '%s'", optarg);
             break;
         case OPT_HIDE_IMPORTS:
             opts.hide_imports = 1;

@@ -204,7 +204,7 @@ int mt__parse_top(const char *arg, size_t *out)
 /* The options of the reading commands: summary and stats take the first
  * two, report all of them. */
 enum { OPT_JSON = 1000, OPT_TOP, OPT_LEAKS, OPT_ALL, OPT_TEMPORARY,
-       OPT_THRESHOLD, OPT_FAIL_OVER };
+       OPT_FAIL_OVER };
 
 static const struct option report_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
@@ -213,7 +213,7 @@ static const struct option report_options[] = {
     {"leaks", no_argument, NULL, OPT_LEAKS},
     {"all-allocations", no_argument, NULL, OPT_ALL},
     {"temporary-allocations", no_argument, NULL, OPT_TEMPORARY},
-    {"temporary-allocation-threshold", required_argument, NULL, OPT_THRESHOLD},
+    MT_THRESHOLD_LONGOPT,
     {"fail-over", required_argument, NULL, OPT_FAIL_OVER},
     MT_INPUT_LONGOPTS,
     {NULL, 0, NULL, 0},
@@ -268,13 +268,6 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
             if (mt__parse_size(optarg, &fail_over) < 0 || fail_over == 0)
                 return mt__usage_error(cmd, "--fail-over needs a size such as "
                                             "512MB or 1.5GiB, not '%s'", optarg);
-            break;
-        case OPT_THRESHOLD:
-            if (mt__parse_threshold(optarg, &inputs.temporary_threshold) < 0)
-                return mt__usage_error(cmd,
-                                       "--temporary-allocation-threshold "
-                                       "needs a whole number from 1 to "
-                                       "2^32, not '%s'", optarg);
             break;
         case 'h':
             mt__command_help(stdout, cmd);

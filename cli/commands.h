@@ -72,13 +72,18 @@ typedef struct mt_inputs_s {
  * (values below 1000, so they never clash with a command's own): the
  * window, --no-children, and the filter (--include/--exclude, below). */
 enum { MT_OPT_FROM = 900, MT_OPT_TO, MT_OPT_NO_CHILDREN, MT_OPT_INCLUDE,
-       MT_OPT_EXCLUDE };
+       MT_OPT_EXCLUDE, MT_OPT_THRESHOLD };
 #define MT_INPUT_LONGOPTS                                                      \
     {"from", required_argument, NULL, MT_OPT_FROM},                            \
     {"to", required_argument, NULL, MT_OPT_TO},                                \
     {"no-children", no_argument, NULL, MT_OPT_NO_CHILDREN},                    \
     {"include", required_argument, NULL, MT_OPT_INCLUDE},                      \
     {"exclude", required_argument, NULL, MT_OPT_EXCLUDE}
+/* Only in the tables of the commands with a temporary-allocations view;
+ * mt__inputs_option fills mt_inputs_t.temporary_threshold from it. */
+#define MT_THRESHOLD_LONGOPT                                                   \
+    {"temporary-allocation-threshold", required_argument, NULL,               \
+     MT_OPT_THRESHOLD}
 
 /* The help lines of those options, for every reading command's help. */
 #define MT_INPUT_HELP                                                          \

@@ -69,6 +69,12 @@ int mt__inputs_option(const char *cmd, int c, const char *arg,
     case MT_OPT_INCLUDE:
     case MT_OPT_EXCLUDE:
         return mt__filter_option(cmd, c, arg) ? MT_EXIT_USAGE : -1;
+    case MT_OPT_THRESHOLD:
+        if (mt__parse_threshold(arg, &in->temporary_threshold) < 0)
+            return mt__usage_error(cmd, "--temporary-allocation-threshold "
+                                        "needs a whole number from 1 to "
+                                        "2^32, not '%s'", arg);
+        return -1;
     default:
         return -2;
     }
