@@ -9,7 +9,6 @@
  * stopped). It allocates nothing: the file is read
  * with open/read/close into a stack buffer and parsed in place. */
 #include <dlfcn.h>
-#include <fcntl.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -127,16 +126,10 @@ static uint8_t *parse_rollup(char *buf, uint8_t *p, int *have_rss,
     return p;
 }
 
+/* mt__read_file, as a C string (cap - 1 bytes at most). */
 static size_t read_proc(const char *path, char *buf, size_t cap)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return 0;
-    size_t len = 0;
-    ssize_t n;
-    while (len + 1 < cap && (n = read(fd, buf + len, cap - 1 - len)) > 0)
-        len += (size_t)n;
-    close(fd);
+    size_t len = mt__read_file(path, buf, cap - 1);
     buf[len] = 0;
     return len;
 }

@@ -188,6 +188,9 @@ void mt__def_put_unlocked(unsigned type, const uint8_t *payload, size_t len);
 /* The process's resident set size in bytes now (0 when unknown), from
  * /proc/self/statm with pread(2): no allocation, safe from any thread. */
 uint64_t mt__rss_bytes(void);
+/* Up to cap bytes of the file at path (a /proc file), read without
+ * allocating; returns how many (0 when it cannot be opened). */
+size_t mt__read_file(const char *path, char *buf, size_t cap);
 
 /* Opens the capture, writes the header, starts the writer thread.
  * Returns 0 or a negative errno. */

@@ -435,7 +435,7 @@ void mt__writer_kick(void)
 
 /* ---- Start and finish ---------------------------------------------------- */
 
-static size_t read_file(const char *path, char *buf, size_t cap)
+size_t mt__read_file(const char *path, char *buf, size_t cap)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -478,7 +478,7 @@ static size_t build_header(uint8_t *p0)
             args[i] = typed[i] == '\x1f' ? 0 : typed[i];
         args[alen++] = 0;
     } else {
-        alen = read_file("/proc/self/cmdline", args, sizeof args);
+        alen = mt__read_file("/proc/self/cmdline", args, sizeof args);
     }
     p = mt__hdr_put_bytes(p, MT_HDR_ARGV, args, alen);
     ssize_t elen = readlink("/proc/self/exe", exe, sizeof exe);
