@@ -115,12 +115,20 @@ int mt__parse_size(const char *arg, uint64_t *out)
 
 /* Loads the capture, runs the reporter on stdout, and maps failures to
  * the exit status; with --fail-over, exit 1 when the peak is over it. */
+/* How a reading command reads (read_command's flags). */
+enum {
+    READ_REPORT_OPTIONS = 1, /* report's options (--top, --leaks, ...) */
+    /* Per-process records placed among the events (stages, memory
+     * samples): one capture, never a combination, and not an aggregate
+     * capture (it keeps totals, not events). */
+    READ_ONE_PROCESS = 2,
+};
+
 static int run_report(const char *cmd, char *const *paths, size_t npaths,
-                      mt_reporter_fn fn, const mt_report_opts_t *opts)
+                      mt_reporter_fn fn, const mt_report_opts_t *opts,
+                      int flags)
 {
-    /* Stages and memory samples are per process: these two read the one
-     * capture named, never a combination. */
-    int one_process = fn == mt_report_stages || fn == mt_report_rss;
+    int one_process = (flags & READ_ONE_PROCESS) != 0;
     if (one_process && npaths > 1)
         return mt__usage_error(cmd, "reads one capture (one process), not %zu; "
                                     "run it on each FILE.<pid>", npaths);
@@ -129,10 +137,7 @@ static int run_report(const char *cmd, char *const *paths, size_t npaths,
     mt_capture_t *cap = mt__inputs_load(paths, npaths, &inputs);
     if (!cap)
         return MT_EXIT_USAGE;
-    /* Stages and the RSS split place records among the events (the heap
-     * at each moment); an aggregate capture has none. */
-    if ((fn == mt_report_stages || fn == mt_report_rss) &&
-        (mt_capture_header(cap)->flags & MT_FLAG_AGGREGATE)) {
+    if (one_process && (mt_capture_header(cap)->flags & MT_FLAG_AGGREGATE)) {
         fprintf(stderr, "memtrace %s: ", cmd);
         mt_fputs_escaped(mt_capture_path(cap), stderr);
         fprintf(stderr, ": recorded with --aggregate, which keeps totals, not "
@@ -286,17 +291,17 @@ static int parse_read_args(const char *cmd, int argc, char **argv,
     return -1;
 }
 
-/* One reading command: its options (with_report_options: report's), then
- * its report over the captures named. */
-static int read_command(const char *cmd, int argc, char **argv,
-                        int with_report_options, mt_reporter_fn fn)
+/* One reading command: its options (READ_REPORT_OPTIONS: report's too),
+ * then its report over the captures named. */
+static int read_command(const char *cmd, int argc, char **argv, int flags,
+                        mt_reporter_fn fn)
 {
     mt_report_opts_t opts;
     char **paths;
     size_t n;
-    int rc = parse_read_args(cmd, argc, argv, with_report_options, &opts,
-                             &paths, &n);
-    return rc >= 0 ? rc : run_report(cmd, paths, n, fn, &opts);
+    int rc = parse_read_args(cmd, argc, argv, flags & READ_REPORT_OPTIONS,
+                             &opts, &paths, &n);
+    return rc >= 0 ? rc : run_report(cmd, paths, n, fn, &opts, flags);
 }
 
 int mt__cmd_summary(int argc, char **argv)
@@ -306,7 +311,7 @@ int mt__cmd_summary(int argc, char **argv)
 
 int mt__cmd_report(int argc, char **argv)
 {
-    return read_command("report", argc, argv, 1, mt_report_top);
+    return read_command("report", argc, argv, READ_REPORT_OPTIONS, mt_report_top);
 }
 
 int mt__cmd_stats(int argc, char **argv)
@@ -316,10 +321,10 @@ int mt__cmd_stats(int argc, char **argv)
 
 int mt__cmd_stages(int argc, char **argv)
 {
-    return read_command("stages", argc, argv, 0, mt_report_stages);
+    return read_command("stages", argc, argv, READ_ONE_PROCESS, mt_report_stages);
 }
 
 int mt__cmd_rss(int argc, char **argv)
 {
-    return read_command("rss", argc, argv, 0, mt_report_rss);
+    return read_command("rss", argc, argv, READ_ONE_PROCESS, mt_report_rss);
 }
